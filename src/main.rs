@@ -1,0 +1,265 @@
+//! sse-clock: a Server-Sent Events clock on a small, blocking, std-only
+//! HTTP/1.1 server, written to be read.
+//!
+//! Read it in this order:
+//! 1. `main.rs` (this file): the command line, binding the socket, the
+//!    accept loop, the connection cap, one thread per connection.
+//! 2. `http.rs`: reading a request head within limits, routing, answering
+//!    (RFC 9112).
+//! 3. `sse.rs`: the event stream itself (WHATWG HTML, "Server-sent events").
+//! 4. `static/index.html`: the page that subscribes with `EventSource`.
+
+mod http;
+mod sse;
+
+use std::env;
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::ops::RangeInclusive;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-clients N] [--quiet]
+       sse-clock -h | --help | -V | --version
+
+  --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
+  --interval MS      time between clock events, 1 to 86400000 (default 1000)
+  --retry MS         how long browsers wait before reconnecting, 0 to 86400000 (default 3000)
+  --max-clients N    most connections open at once, 1 to 1000000 (default 1024)
+  --quiet            no log line on stderr for each request
+  -h, --help         print this help
+  -V, --version      print the version";
+
+/// A day in milliseconds: the longest interval or retry accepted.
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Each connection thread's stack. A thread costs its stack in address
+/// space, but only the pages it touches in memory; ours never goes deep (no
+/// recursion, buffers on the heap), so 64 KiB is plenty, where Rust's
+/// default of 2 MiB would reserve 2 GiB of address space for 1,024 clients.
+const STACK_BYTES: usize = 64 * 1024;
+
+/// After a failed `accept` (out of file descriptors, say), wait this long
+/// before trying again, so that a lasting failure cannot spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// When the server is full, say so on stderr at most this often.
+const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The command line, checked.
+pub struct Config {
+    pub addr: String,
+    pub interval_ms: u64,
+    pub retry_ms: u64,
+    pub max_clients: usize,
+    pub quiet: bool,
+}
+
+/// What every connection thread shares.
+pub struct Server {
+    pub config: Config,
+    /// Open `/events` streams: the number the `clients` event reports.
+    pub streams: AtomicUsize,
+    /// Open connections of any kind, at most `config.max_clients`.
+    connections: AtomicUsize,
+}
+
+fn main() -> ExitCode {
+    let config = match parse_args(env::args_os().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => return say(USAGE),
+        Ok(Command::Version) => return say(concat!("sse-clock ", env!("CARGO_PKG_VERSION"))),
+        Err(reason) => {
+            eprintln!("sse-clock: {reason}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (listener, addr) = match bind(&config.addr) {
+        Ok(bound) => bound,
+        Err(reason) => {
+            eprintln!("sse-clock: {reason}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Scripts and tests read this line to learn the real port.
+    say(&format!("Listening on http://{addr}"));
+    let server = Server {
+        config,
+        streams: AtomicUsize::new(0),
+        connections: AtomicUsize::new(0),
+    };
+    accept_loop(&listener, &Arc::new(server))
+}
+
+/// Prints a line on stdout; a closed stdout is no reason to panic.
+fn say(line: &str) -> ExitCode {
+    let _ = writeln!(io::stdout(), "{line}");
+    ExitCode::SUCCESS
+}
+
+// ---------------------------------------------------------------------------
+// The command line
+// ---------------------------------------------------------------------------
+
+enum Command {
+    Run(Config),
+    Help,
+    Version,
+}
+
+fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut config = Config {
+        addr: "127.0.0.1:8080".to_owned(),
+        interval_ms: 1000,
+        retry_ms: 3000,
+        max_clients: 1024,
+        quiet: false,
+    };
+    let mut args = args.map(|arg| {
+        arg.into_string()
+            .map_err(|_| "arguments must be UTF-8".to_owned())
+    });
+    while let Some(flag) = args.next() {
+        let flag = flag?;
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| Err(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--quiet" => config.quiet = true,
+            "--addr" => config.addr = check_addr(value()?)?,
+            "--interval" => config.interval_ms = number(&flag, &value()?, 1..=DAY_MS)?,
+            "--retry" => config.retry_ms = number(&flag, &value()?, 0..=DAY_MS)?,
+            "--max-clients" => {
+                let max = number(&flag, &value()?, 1..=1_000_000)?;
+                config.max_clients = usize::try_from(max).map_err(|e| e.to_string())?;
+            }
+            _ => return Err(format!("unknown option {flag:?}")),
+        }
+    }
+    Ok(Command::Run(config))
+}
+
+/// A whole number within `range`, or a reason that names the flag.
+fn number(flag: &str, text: &str, range: RangeInclusive<u64>) -> Result<u64, String> {
+    match text.parse() {
+        Ok(number) if range.contains(&number) => Ok(number),
+        _ => Err(format!(
+            "{flag} takes a whole number from {} to {}, not {text:?}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// `HOST:PORT`, where HOST is an IP address (IPv6 in brackets) or a name.
+fn check_addr(addr: String) -> Result<String, String> {
+    match addr.to_socket_addrs().map(|mut resolved| resolved.next()) {
+        Ok(Some(_)) => Ok(addr),
+        _ => Err(format!(
+            "--addr takes HOST:PORT, such as 127.0.0.1:8080, not {addr:?}"
+        )),
+    }
+}
+
+fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
+    let listener = TcpListener::bind(addr).map_err(|error| match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            format!("{addr} is already in use (another server on that port?)")
+        }
+        _ => format!("cannot listen on {addr}: {error}"),
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+    Ok((listener, bound))
+}
+
+// ---------------------------------------------------------------------------
+// Accepting connections, one thread each
+// ---------------------------------------------------------------------------
+
+/// Accepts connections for ever. The accepting thread does nothing slow: it
+/// takes a place for the connection and hands it to a thread of its own.
+fn accept_loop(listener: &TcpListener, server: &Arc<Server>) -> ! {
+    let mut busy_logged: Option<Instant> = None;
+    loop {
+        let (socket, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Usually passing: out of file descriptors, or a peer that
+                // reset before we accepted. Log, pause, carry on.
+                log(server, &format!("accept failed: {error}"));
+                thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        let Some(slot) = Slot::take(server) else {
+            if busy_logged.is_none_or(|at| at.elapsed() >= BUSY_LOG_EVERY) {
+                let max = server.config.max_clients;
+                log(
+                    server,
+                    &format!("{max} connections open (--max-clients); refusing new ones with 503"),
+                );
+                busy_logged = Some(Instant::now());
+            }
+            http::refuse_busy(socket);
+            continue;
+        };
+        spawn_connection(socket, peer, slot);
+    }
+}
+
+/// Starts the thread that serves one connection. If no thread can be had
+/// (out of memory or of threads), the connection is closed and the place
+/// given back, both by dropping the closure that would have owned them.
+fn spawn_connection(socket: TcpStream, peer: SocketAddr, slot: Slot) {
+    let server = Arc::clone(&slot.server);
+    let spawned = thread::Builder::new()
+        .stack_size(STACK_BYTES)
+        .spawn(move || http::serve(socket, peer, &slot.server));
+    if let Err(error) = spawned {
+        log(&server, &format!("{peer}: cannot start a thread: {error}"));
+    }
+}
+
+/// One of the `--max-clients` places, held by a connection's thread. The
+/// place is given back when the slot is dropped at the end of that thread,
+/// whichever way it ends: a panic unwinds through the drop too.
+struct Slot {
+    server: Arc<Server>,
+}
+
+impl Slot {
+    fn take(server: &Arc<Server>) -> Option<Slot> {
+        let max = server.config.max_clients;
+        let room = |open: usize| (open < max).then_some(open + 1);
+        server
+            .connections
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, room)
+            .ok()?;
+        Some(Slot {
+            server: Arc::clone(server),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.server.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A line on stderr, unless `--quiet`. A closed stderr is no reason to panic.
+fn log(server: &Server, line: &str) {
+    if !server.config.quiet {
+        let _ = writeln!(io::stderr(), "{line}");
+    }
+}

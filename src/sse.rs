@@ -1,0 +1,536 @@
+//! The event stream: how events are encoded, and how one connection is fed.
+//!
+//! Spec: WHATWG HTML, section 9.2 "Server-sent events"
+//! (<https://html.spec.whatwg.org/multipage/server-sent-events.html>), in
+//! particular 9.2.5 "Parsing an event stream" (the grammar: lines end in
+//! CRLF, LF or CR; `name: value` fields; a blank line ends a block) and
+//! 9.2.6 "Interpreting an event stream" (what the browser does with each
+//! field).
+//!
+//! Everything one viewer receives after the response head, with
+//! `--interval 1000 --retry 3000` and two viewers connected:
+//!
+//! ```text
+//! : hello from sse-clock; lines that start with a colon are comments\n
+//! retry: 3000\n
+//! event: clients\n
+//! data: 2\n
+//! \n
+//! id: 1795511605000\n
+//! data: 2026-11-24T09:13:25Z\n
+//! \n
+//! id: 1795511606000\n
+//! data: 2026-11-24T09:13:26Z\n
+//! \n
+//! ```
+//!
+//! The first block sets the reconnection delay and says how many viewers
+//! there are; then comes one clock event per interval, and a new `clients`
+//! event whenever that number has changed.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Datelike, Timelike};
+
+use crate::http::read_before;
+
+/// The response head that starts every stream (RFC 9112 section 4 for the
+/// status line, section 5 for the fields):
+///
+/// - `text/event-stream` is the only type an `EventSource` accepts;
+/// - `no-cache` because every byte is news, `no-transform` so that
+///   proxies do not compress the stream (compressors hold bytes back);
+/// - `X-Accel-Buffering: no` asks nginx not to buffer this response;
+/// - `Connection: close` because the body has no length and no chunked
+///   framing: it is the raw event stream and ends when either side closes
+///   (RFC 9112 section 6.3, rule 8). Never `keep-alive` on a stream.
+pub const STREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Content-Type: text/event-stream\r\n\
+Cache-Control: no-cache, no-transform\r\n\
+X-Accel-Buffering: no\r\n\
+Connection: close\r\n\
+\r\n";
+
+/// A viewer that stops reading fills its socket buffer and then makes our
+/// write block; after this long the stream is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The comment that opens every stream. Browsers ignore comment lines; it
+/// is there for people who watch the stream with `curl -N`.
+const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
+
+// ---------------------------------------------------------------------------
+// Encoding (pure: bytes in a Vec, no sockets)
+// ---------------------------------------------------------------------------
+
+/// One event as the browser will see it: `event` is its type (`None` means
+/// the default type, `message`, which `onmessage` receives), `id` becomes
+/// `lastEventId`, `data` is `event.data`.
+pub struct Event<'a> {
+    pub event: Option<&'a str>,
+    pub id: Option<&'a str>,
+    pub data: &'a str,
+}
+
+/// An `event` or `id` value that cannot be sent: it holds CR or LF, which
+/// would end the field line early and let the rest be read as new fields,
+/// or NUL, which makes browsers ignore an `id`. The `&str` names the field.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidField(pub &'static str);
+
+/// Appends one event block to `out`. An event of type `clients` with data
+/// `"2"`, and one with an id and data of two lines (`"a\nb"`), become:
+///
+/// ```text
+/// event: clients\n        id: 7\n
+/// data: 2\n               data: a\n
+/// \n                      data: b\n
+///                         \n
+/// ```
+///
+/// Data may hold any text: each of its lines (split at CRLF, LF or CR, the
+/// line ends the parser knows) gets a `data:` line of its own, and the
+/// browser joins them back with LF. The blank line is what makes the
+/// browser dispatch the event. Nothing is written when a field is refused.
+pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField> {
+    if let Some(name) = event.event {
+        check_single_line("event", name)?;
+    }
+    if let Some(id) = event.id {
+        check_single_line("id", id)?;
+    }
+    if let Some(name) = event.event {
+        write_field(out, "event", name);
+    }
+    if let Some(id) = event.id {
+        write_field(out, "id", id);
+    }
+    for line in split_lines(event.data) {
+        write_field(out, "data", line);
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Appends comment lines, one per line of `text`:
+///
+/// ```text
+/// : hello\n
+/// ```
+pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
+    for line in split_lines(text) {
+        write_field(out, "", line);
+    }
+}
+
+/// Appends the reconnection delay in milliseconds. The browser waits this
+/// long before it reconnects after the stream ends (9.2.6, "retry"):
+///
+/// ```text
+/// retry: 3000\n
+/// ```
+pub fn encode_retry(out: &mut Vec<u8>, retry_ms: u64) {
+    let _ = writeln!(Bytes(out), "retry: {retry_ms}");
+}
+
+/// Writes `name: value\n`. The space after the colon matters: the parser
+/// drops exactly one space there, so a value that itself starts with a
+/// space survives. With an empty name this is a comment line, `: value`.
+fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'\n');
+}
+
+fn check_single_line(field: &'static str, value: &str) -> Result<(), InvalidField> {
+    match value.contains(['\r', '\n', '\0']) {
+        true => Err(InvalidField(field)),
+        false => Ok(()),
+    }
+}
+
+/// Splits text at every line end the event-stream parser recognises:
+/// CRLF, LF, or a lone CR.
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n')
+        .flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
+}
+
+/// `write!` into a `Vec<u8>` through `fmt::Write`, so that numbers are
+/// formatted without a temporary `String`. Appending to a Vec cannot fail.
+struct Bytes<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The clock
+// ---------------------------------------------------------------------------
+
+/// Milliseconds since the Unix epoch, from the system clock.
+fn unix_ms_now() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Writes a Unix time in ms as RFC 3339 in UTC (section 5.6 of RFC 3339),
+/// `2026-11-24T09:13:25Z`, or `2026-11-24T09:13:25.250Z` with milliseconds.
+/// This is the one place chrono is used: it turns a count of milliseconds
+/// into a calendar date.
+fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
+    let time = i64::try_from(unix_ms)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .unwrap_or_default();
+    let _ = write!(
+        text,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
+    if with_millis {
+        let _ = write!(text, ".{:03}", unix_ms % 1000);
+    }
+    text.push('Z');
+}
+
+/// When tick `k` of a stream is due: `start + k * interval`. Computing
+/// each due time from the start, rather than sleeping a fixed interval
+/// after each write, keeps the schedule from drifting: time spent writing
+/// is never added to the period, so no second is ever skipped.
+fn due_time(start: Instant, interval_ms: u64, k: u64) -> Option<Instant> {
+    let offset = interval_ms.checked_mul(k)?;
+    start.checked_add(Duration::from_millis(offset))
+}
+
+/// Appends clock tick `k` to `out`. Its id is the tick's Unix time in ms,
+/// its data the same time as RFC 3339; `id` and `data` are scratch strings
+/// reused from tick to tick, so a stream allocates nothing per tick.
+///
+/// ```text
+/// id: 1795511605000\n
+/// data: 2026-11-24T09:13:25Z\n
+/// \n
+/// ```
+fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, interval_ms: u64, scratch: &mut [String; 2]) {
+    let [id, data] = scratch;
+    id.clear();
+    let _ = write!(id, "{tick_ms}");
+    data.clear();
+    // Whole-second intervals show whole seconds; anything else shows ms.
+    format_rfc3339(data, tick_ms, interval_ms % 1000 != 0);
+    let tick = Event {
+        event: None,
+        id: Some(id),
+        data,
+    };
+    let _ = encode_event(out, &tick); // a decimal id has no line break
+}
+
+/// Appends the `clients` event: how many streams are open right now.
+///
+/// ```text
+/// event: clients\n
+/// data: 2\n
+/// \n
+/// ```
+fn encode_clients(out: &mut Vec<u8>, count: usize, scratch: &mut String) {
+    scratch.clear();
+    let _ = write!(scratch, "{count}");
+    let clients = Event {
+        event: Some("clients"),
+        id: None,
+        data: scratch,
+    };
+    let _ = encode_event(out, &clients); // "clients" has no line break
+}
+
+// ---------------------------------------------------------------------------
+// The stream loop (the socket edge)
+// ---------------------------------------------------------------------------
+
+/// How a stream ended: how many clock events it delivered, and why it
+/// stopped (the viewer left, a write timed out, ...).
+pub struct StreamEnd {
+    pub events: u64,
+    pub cause: io::Error,
+}
+
+impl StreamEnd {
+    /// Why the stream ended, in a few words for the log.
+    pub fn reason(&self) -> String {
+        match self.cause.kind() {
+            io::ErrorKind::UnexpectedEof => "viewer left".to_owned(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer reset".to_owned(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                "viewer stopped reading".to_owned()
+            }
+            _ => self.cause.to_string(),
+        }
+    }
+}
+
+/// A stream that counts in `clients` for as long as it lives. Dropping it,
+/// on any path out of the stream and even during a panic, takes it out.
+struct Viewer<'a>(&'a AtomicUsize);
+
+impl<'a> Viewer<'a> {
+    fn join(clients: &'a AtomicUsize) -> Self {
+        clients.fetch_add(1, Ordering::SeqCst);
+        Viewer(clients)
+    }
+}
+
+impl Drop for Viewer<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Sends the stream head and then one clock event per interval until the
+/// viewer leaves. `clients` counts the open streams of the whole server.
+///
+/// Each block is built in `block` first and handed to the socket in one
+/// `write_all`: one system call per tick and never half an event on the
+/// wire. `TcpStream` has no buffer of its own (its `flush` does nothing),
+/// so `block` is the buffer and `write_all` is the flush.
+pub fn stream_clock(
+    socket: &TcpStream,
+    interval_ms: u64,
+    retry_ms: u64,
+    clients: &AtomicUsize,
+) -> StreamEnd {
+    let _viewer = Viewer::join(clients);
+    let mut events = 0;
+    // The clock runs until something fails, so its only result is an error.
+    let Err(cause) = run_clock(socket, interval_ms, retry_ms, clients, &mut events);
+    StreamEnd { events, cause }
+}
+
+fn run_clock(
+    mut socket: &TcpStream,
+    interval_ms: u64,
+    retry_ms: u64,
+    clients: &AtomicUsize,
+    events: &mut u64,
+) -> io::Result<std::convert::Infallible> {
+    socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    // Each block is one complete write, so Nagle's algorithm has nothing
+    // to gain by holding a small block back; send it at once.
+    socket.set_nodelay(true)?;
+    let start = Instant::now();
+    let start_ms = unix_ms_now();
+    let mut block = Vec::with_capacity(256);
+    let mut scratch = [String::new(), String::new()];
+
+    // The first write: response head, then the opening block.
+    block.extend_from_slice(STREAM_HEAD);
+    encode_comment(&mut block, GREETING);
+    encode_retry(&mut block, retry_ms);
+    let mut clients_sent = clients.load(Ordering::SeqCst);
+    encode_clients(&mut block, clients_sent, &mut scratch[0]);
+
+    let mut k = 0;
+    loop {
+        let due = due_time(start, interval_ms, k).ok_or(io::ErrorKind::InvalidInput)?;
+        wait_until(socket, due)?;
+        let tick_ms = start_ms.saturating_add(interval_ms.saturating_mul(k));
+        encode_tick(&mut block, tick_ms, interval_ms, &mut scratch);
+        let now_open = clients.load(Ordering::SeqCst);
+        if now_open != clients_sent {
+            clients_sent = now_open;
+            encode_clients(&mut block, now_open, &mut scratch[0]);
+        }
+        socket.write_all(&block)?;
+        block.clear();
+        *events += 1;
+        k += 1;
+    }
+}
+
+/// Waits until `due`, listening to the socket meanwhile instead of
+/// sleeping blind. An `EventSource` sends nothing after its request, so the
+/// only thing a read can bring is the end: 0 bytes means the viewer closed
+/// the connection, and the stream ends at once rather than at the next
+/// write. Stray bytes a client does send are read and ignored.
+fn wait_until(socket: &TcpStream, due: Instant) -> io::Result<()> {
+    let mut ignored = [0u8; 64];
+    while Instant::now() < due {
+        match read_before(socket, due, &mut ignored) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(event: &Event) -> Result<String, InvalidField> {
+        let mut out = Vec::new();
+        encode_event(&mut out, event)?;
+        Ok(String::from_utf8(out).expect("the encoder writes UTF-8"))
+    }
+
+    fn data(data: &str) -> Event<'_> {
+        Event {
+            event: None,
+            id: None,
+            data,
+        }
+    }
+
+    #[test]
+    fn a_single_line_becomes_one_data_line_and_a_blank_line() {
+        assert_eq!(encoded(&data("hello")), Ok("data: hello\n\n".into()));
+    }
+
+    #[test]
+    fn event_and_id_come_before_data() {
+        let event = Event {
+            event: Some("clients"),
+            id: Some("7"),
+            data: "2",
+        };
+        assert_eq!(
+            encoded(&event),
+            Ok("event: clients\nid: 7\ndata: 2\n\n".into())
+        );
+    }
+
+    #[test]
+    fn every_kind_of_line_end_in_data_starts_a_new_data_line() {
+        assert_eq!(encoded(&data("a\nb")), Ok("data: a\ndata: b\n\n".into()));
+        assert_eq!(encoded(&data("a\r\nb")), Ok("data: a\ndata: b\n\n".into()));
+        assert_eq!(encoded(&data("a\rb")), Ok("data: a\ndata: b\n\n".into()));
+        assert_eq!(
+            encoded(&data("a\n\nb")),
+            Ok("data: a\ndata: \ndata: b\n\n".into())
+        );
+    }
+
+    #[test]
+    fn data_that_looks_like_fields_stays_data() {
+        let sneaky = "1\n\nevent: admin\ndata: gotcha";
+        assert_eq!(
+            encoded(&data(sneaky)),
+            Ok("data: 1\ndata: \ndata: event: admin\ndata: data: gotcha\n\n".into())
+        );
+    }
+
+    #[test]
+    fn a_leading_space_in_a_value_survives_the_one_space_the_parser_drops() {
+        assert_eq!(encoded(&data(" x")), Ok("data:  x\n\n".into()));
+    }
+
+    #[test]
+    fn event_and_id_values_with_cr_lf_or_nul_are_refused() {
+        for bad in ["a\nb", "a\rb", "a\r\nb", "a\0b", "\n"] {
+            let as_event = Event {
+                event: Some(bad),
+                id: None,
+                data: "x",
+            };
+            assert_eq!(
+                encoded(&as_event),
+                Err(InvalidField("event")),
+                "event {bad:?}"
+            );
+            let as_id = Event {
+                event: None,
+                id: Some(bad),
+                data: "x",
+            };
+            assert_eq!(encoded(&as_id), Err(InvalidField("id")), "id {bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_event_writes_nothing() {
+        let mut out = b"before".to_vec();
+        let bad = Event {
+            event: Some("ok"),
+            id: Some("a\nb"),
+            data: "x",
+        };
+        assert_eq!(encode_event(&mut out, &bad), Err(InvalidField("id")));
+        assert_eq!(out, b"before");
+    }
+
+    #[test]
+    fn comments_and_retry_are_single_lines() {
+        let mut out = Vec::new();
+        encode_comment(&mut out, "one\ntwo");
+        encode_retry(&mut out, 3000);
+        assert_eq!(out, b": one\n: two\nretry: 3000\n");
+    }
+
+    #[test]
+    fn a_tick_carries_its_time_as_id_and_rfc3339_data() {
+        let mut out = Vec::new();
+        let mut scratch = [String::new(), String::new()];
+        encode_tick(&mut out, 1_795_511_605_000, 1000, &mut scratch);
+        assert_eq!(out, b"id: 1795511605000\ndata: 2026-11-24T09:13:25Z\n\n");
+    }
+
+    #[test]
+    fn whole_second_intervals_show_seconds_and_others_show_milliseconds() {
+        let mut text = String::new();
+        format_rfc3339(&mut text, 1_795_511_605_250, false);
+        assert_eq!(text, "2026-11-24T09:13:25Z");
+        text.clear();
+        format_rfc3339(&mut text, 1_795_511_605_250, true);
+        assert_eq!(text, "2026-11-24T09:13:25.250Z");
+        text.clear();
+        format_rfc3339(&mut text, 0, true);
+        assert_eq!(text, "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn tick_k_is_due_k_intervals_after_the_start() {
+        let start = Instant::now();
+        assert_eq!(due_time(start, 1000, 0), Some(start));
+        assert_eq!(
+            due_time(start, 250, 4),
+            Some(start + Duration::from_secs(1))
+        );
+        assert_eq!(
+            due_time(start, 1000, 3600),
+            Some(start + Duration::from_secs(3600))
+        );
+        assert_eq!(due_time(start, u64::MAX, 2), None);
+    }
+
+    #[test]
+    fn the_stream_head_is_close_delimited_and_never_keep_alive() {
+        let head = std::str::from_utf8(STREAM_HEAD).expect("ASCII");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(head.contains("\r\nContent-Type: text/event-stream\r\n"));
+        assert!(head.contains("\r\nConnection: close\r\n"));
+        assert!(!head.contains("Content-Length") && !head.contains("keep-alive"));
+        assert!(head.ends_with("\r\n\r\n"));
+    }
+}
