@@ -276,7 +276,9 @@ impl StreamEnd {
     pub fn reason(&self) -> String {
         match self.cause.kind() {
             io::ErrorKind::UnexpectedEof => "viewer left".to_owned(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer reset".to_owned(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                "viewer left, reset".to_owned()
+            }
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 "viewer stopped reading".to_owned()
             }

@@ -1,0 +1,301 @@
+//! Test support: start the built `sse-clock` on port 0, learn its address
+//! from the `Listening on` line, speak raw bytes to it, kill it on drop.
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long any test waits for bytes before it fails.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_sse-clock");
+
+/// A running server. Dropping it kills the process, so no test leaves one
+/// behind, even when it fails.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+    log_reader: Option<JoinHandle<()>>,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    /// Starts `sse-clock --addr 127.0.0.1:0 ARGS...` and waits for its
+    /// `Listening on http://HOST:PORT` line.
+    pub fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(BINARY)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sse-clock");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the first line");
+        let addr = line
+            .strip_prefix("Listening on http://")
+            .and_then(|rest| rest.trim_end().parse().ok())
+            .unwrap_or_else(|| panic!("first line should be `Listening on http://ADDR`: {line:?}"));
+        // Collect stderr (the request log) on a thread, so the pipe never
+        // fills and tests can look at what was logged.
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let sink = Arc::clone(&log);
+        let log_reader = thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Server {
+            child,
+            addr,
+            log,
+            log_reader: Some(log_reader),
+            _stdout: stdout,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A connection with read and write timeouts, so that no test hangs.
+    pub fn connect(&self) -> TcpStream {
+        let socket = TcpStream::connect(self.addr).expect("connect");
+        socket
+            .set_read_timeout(Some(TIMEOUT))
+            .expect("read timeout");
+        socket
+            .set_write_timeout(Some(TIMEOUT))
+            .expect("write timeout");
+        socket
+    }
+
+    /// Sends raw request bytes and reads the whole answer, up to the close.
+    pub fn exchange(&self, request: &[u8]) -> String {
+        let mut socket = self.connect();
+        socket.write_all(request).expect("send request");
+        read_to_close(&mut socket)
+    }
+
+    /// `GET path` with a Host field, answered in full.
+    pub fn get(&self, path: &str) -> String {
+        self.exchange(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Waits until every connection thread has finished (and so has
+    /// logged), stops the server, and returns all it wrote on stderr.
+    pub fn stop_and_read_log(mut self) -> String {
+        self.wait_until_idle();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.log_reader.take() {
+            reader.join().expect("log reader");
+        }
+        self.log()
+    }
+
+    /// Waits until a log line contains `needle`, and returns that line.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let found = wait_for(|| {
+            self.log()
+                .lines()
+                .find(|line| line.contains(needle))
+                .map(str::to_owned)
+        });
+        found.unwrap_or_else(|| panic!("no log line with {needle:?} in:\n{}", self.log()))
+    }
+
+    /// The server's thread count, from `/proc/<pid>/status`.
+    pub fn threads(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("Threads:"))
+            .expect("Threads line");
+        line["Threads:".len()..].trim().parse().expect("a number")
+    }
+
+    /// Waits until the server runs only its accepting thread again.
+    pub fn wait_until_idle(&self) {
+        let idle = wait_for(|| (self.threads() == 1).then_some(()));
+        assert!(
+            idle.is_some(),
+            "server still has {} threads",
+            self.threads()
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every few ms until it returns something, for `TIMEOUT`.
+pub fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads until the server closes the connection.
+pub fn read_to_close(socket: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    socket
+        .read_to_end(&mut answer)
+        .expect("read until the server closes");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Runs the binary with `args` to its exit, killing it after `TIMEOUT`.
+pub fn run_to_exit(args: &[&str]) -> Output {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sse-clock");
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sse-clock {args:?} did not exit");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+pub fn unix_ms_now() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970");
+    u64::try_from(now.as_millis()).expect("fits")
+}
+
+/// One block of an event stream: its lines as (field, value) pairs, with
+/// `""` as the field of a comment line.
+#[derive(Debug, Clone)]
+pub struct Block(pub Vec<(String, String)>);
+
+impl Block {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn is_clients(&self) -> bool {
+        self.get("event") == Some("clients")
+    }
+}
+
+/// A `/events` response read the way a strict client would: the head
+/// first, then one block at a time.
+pub struct EventStream {
+    pub head: String,
+    reader: BufReader<TcpStream>,
+}
+
+impl EventStream {
+    /// Sends `GET path` and reads the response head.
+    pub fn open(server: &Server, path: &str) -> EventStream {
+        let mut socket = server.connect();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
+        socket.write_all(request.as_bytes()).expect("send request");
+        EventStream::after_request(socket)
+    }
+
+    /// Reads the response head from a socket whose request is already sent.
+    pub fn after_request(socket: TcpStream) -> EventStream {
+        let mut reader = BufReader::new(socket);
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            let read = reader.read_line(&mut head).expect("read the response head");
+            assert!(read > 0, "connection closed inside the head: {head:?}");
+        }
+        EventStream { head, reader }
+    }
+
+    /// The next block: lines up to a blank line. Every line must end in a
+    /// single LF, since that is what the server writes.
+    pub fn next_block(&mut self) -> Block {
+        let mut fields = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = self
+                .reader
+                .read_line(&mut line)
+                .expect("read an event line");
+            assert!(read > 0, "stream closed; block so far: {fields:?}");
+            let line = line.strip_suffix('\n').expect("lines end in LF");
+            assert!(!line.contains('\r'), "no CR in {line:?}");
+            if line.is_empty() {
+                return Block(fields);
+            }
+            let (name, value) = line
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("`name: value` expected, got {line:?}"));
+            fields.push((name.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// The next clock tick (skipping `clients` events): its id and data.
+    pub fn next_tick(&mut self) -> (u64, String) {
+        loop {
+            let block = self.next_block();
+            if let (Some(id), Some(data)) = (block.get("id"), block.get("data")) {
+                return (id.parse().expect("numeric id"), data.to_owned());
+            }
+        }
+    }
+
+    /// Reads blocks until a `clients` event carries `count`; returns how
+    /// many ticks went by before it.
+    pub fn ticks_until_clients(&mut self, count: usize, most_ticks: usize) -> usize {
+        let mut ticks = 0;
+        loop {
+            let block = self.next_block();
+            if block.is_clients() && block.get("data") == Some(count.to_string().as_str()) {
+                return ticks;
+            }
+            if block.get("id").is_some() {
+                ticks += 1;
+                assert!(
+                    ticks <= most_ticks,
+                    "no `clients: {count}` within {most_ticks} ticks"
+                );
+            }
+        }
+    }
+
+    pub fn socket(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+}
