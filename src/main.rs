@@ -4,12 +4,14 @@
 //! Read it in this order:
 //! 1. `main.rs` (this file): the command line, binding the socket, the
 //!    accept loop, the connection cap, one thread per connection.
-//! 2. `http.rs`: reading a request head within limits, routing, answering
-//!    (RFC 9112).
-//! 3. `sse.rs`: the event stream itself (WHATWG HTML, "Server-sent events").
-//! 4. `static/index.html`: the page that subscribes with `EventSource`.
+//! 2. `http.rs`: one connection: read the request in time, route it,
+//!    answer, close (RFC 9112, RFC 9110).
+//! 3. `request.rs`: parsing a request head within limits (RFC 9112).
+//! 4. `sse.rs`: the event stream itself (WHATWG HTML, "Server-sent events").
+//! 5. `static/index.html`: the page that subscribes with `EventSource`.
 
 mod http;
+mod request;
 mod sse;
 
 use std::env;
