@@ -154,9 +154,11 @@ pub fn read_before(mut socket: &TcpStream, deadline: Instant, buf: &mut [u8]) ->
         return Err(io::ErrorKind::TimedOut.into());
     }
     socket.set_read_timeout(Some(left))?;
-    socket.read(buf).map_err(|error| match is_timeout(&error) {
-        true => io::ErrorKind::TimedOut.into(),
-        false => error,
+    socket.read(buf).map_err(|error| {
+        if is_timeout(&error) {
+            return io::ErrorKind::TimedOut.into();
+        }
+        error
     })
 }
 

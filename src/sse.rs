@@ -134,7 +134,7 @@ pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
 /// retry: 3000\n
 /// ```
 pub fn encode_retry(out: &mut Vec<u8>, retry_ms: u64) {
-    let _ = writeln!(Bytes(out), "retry: {retry_ms}");
+    let _ = writeln!(out, "retry: {retry_ms}"); // writing to a Vec cannot fail
 }
 
 /// Writes `name: value\n`. The space after the colon matters: the parser
@@ -148,10 +148,10 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 fn check_single_line(field: &'static str, value: &str) -> Result<(), InvalidField> {
-    match value.contains(['\r', '\n', '\0']) {
-        true => Err(InvalidField(field)),
-        false => Ok(()),
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(InvalidField(field));
     }
+    Ok(())
 }
 
 /// Splits text at every line end the event-stream parser recognises:
@@ -159,17 +159,6 @@ fn check_single_line(field: &'static str, value: &str) -> Result<(), InvalidFiel
 fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     text.split('\n')
         .flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
-}
-
-/// `write!` into a `Vec<u8>` through `fmt::Write`, so that numbers are
-/// formatted without a temporary `String`. Appending to a Vec cannot fail.
-struct Bytes<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Bytes<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -218,26 +207,32 @@ fn due_time(start: Instant, interval_ms: u64, k: u64) -> Option<Instant> {
     start.checked_add(Duration::from_millis(offset))
 }
 
-/// Appends clock tick `k` to `out`. Its id is the tick's Unix time in ms,
-/// its data the same time as RFC 3339; `id` and `data` are scratch strings
-/// reused from tick to tick, so a stream allocates nothing per tick.
+/// The text of an event's fields, kept from tick to tick so that a stream
+/// allocates nothing per tick once the strings have grown to size.
+#[derive(Default)]
+struct Scratch {
+    id: String,
+    data: String,
+}
+
+/// Appends the clock tick due at `tick_ms` to `out`: its id is that Unix
+/// time in ms, its data the same time as RFC 3339.
 ///
 /// ```text
 /// id: 1795511605000\n
 /// data: 2026-11-24T09:13:25Z\n
 /// \n
 /// ```
-fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, interval_ms: u64, scratch: &mut [String; 2]) {
-    let [id, data] = scratch;
-    id.clear();
-    let _ = write!(id, "{tick_ms}");
-    data.clear();
+fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, interval_ms: u64, text: &mut Scratch) {
+    text.id.clear();
+    let _ = write!(text.id, "{tick_ms}");
+    text.data.clear();
     // Whole-second intervals show whole seconds; anything else shows ms.
-    format_rfc3339(data, tick_ms, interval_ms % 1000 != 0);
+    format_rfc3339(&mut text.data, tick_ms, interval_ms % 1000 != 0);
     let tick = Event {
         event: None,
-        id: Some(id),
-        data,
+        id: Some(&text.id),
+        data: &text.data,
     };
     let _ = encode_event(out, &tick); // a decimal id has no line break
 }
@@ -249,13 +244,13 @@ fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, interval_ms: u64, scratch: &mut 
 /// data: 2\n
 /// \n
 /// ```
-fn encode_clients(out: &mut Vec<u8>, count: usize, scratch: &mut String) {
-    scratch.clear();
-    let _ = write!(scratch, "{count}");
+fn encode_clients(out: &mut Vec<u8>, count: usize, text: &mut Scratch) {
+    text.data.clear();
+    let _ = write!(text.data, "{count}");
     let clients = Event {
         event: Some("clients"),
         id: None,
-        data: scratch,
+        data: &text.data,
     };
     let _ = encode_event(out, &clients); // "clients" has no line break
 }
@@ -338,25 +333,25 @@ fn run_clock(
     let start = Instant::now();
     let start_ms = unix_ms_now();
     let mut block = Vec::with_capacity(256);
-    let mut scratch = [String::new(), String::new()];
+    let mut text = Scratch::default();
 
     // The first write: response head, then the opening block.
     block.extend_from_slice(STREAM_HEAD);
     encode_comment(&mut block, GREETING);
     encode_retry(&mut block, retry_ms);
     let mut clients_sent = clients.load(Ordering::SeqCst);
-    encode_clients(&mut block, clients_sent, &mut scratch[0]);
+    encode_clients(&mut block, clients_sent, &mut text);
 
     let mut k = 0;
     loop {
         let due = due_time(start, interval_ms, k).ok_or(io::ErrorKind::InvalidInput)?;
         wait_until(socket, due)?;
         let tick_ms = start_ms.saturating_add(interval_ms.saturating_mul(k));
-        encode_tick(&mut block, tick_ms, interval_ms, &mut scratch);
+        encode_tick(&mut block, tick_ms, interval_ms, &mut text);
         let now_open = clients.load(Ordering::SeqCst);
         if now_open != clients_sent {
             clients_sent = now_open;
-            encode_clients(&mut block, now_open, &mut scratch[0]);
+            encode_clients(&mut block, now_open, &mut text);
         }
         socket.write_all(&block)?;
         block.clear();
@@ -493,8 +488,7 @@ mod tests {
     #[test]
     fn a_tick_carries_its_time_as_id_and_rfc3339_data() {
         let mut out = Vec::new();
-        let mut scratch = [String::new(), String::new()];
-        encode_tick(&mut out, 1_795_511_605_000, 1000, &mut scratch);
+        encode_tick(&mut out, 1_795_511_605_000, 1000, &mut Scratch::default());
         assert_eq!(out, b"id: 1795511605000\ndata: 2026-11-24T09:13:25Z\n\n");
     }
 
