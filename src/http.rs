@@ -78,13 +78,6 @@ fn request_path(target: &str) -> &str {
 // Serving one connection (the socket edge)
 // ---------------------------------------------------------------------------
 
-/// What a finished request sent, for the log line.
-enum Sent {
-    Bytes(usize),
-    /// Clock events, and why the stream ended.
-    Events(u64, String),
-}
-
 /// Serves one connection from start to end: read the head in time, answer
 /// it (a page, a stream, or an error), close gently, log one line.
 pub fn serve(socket: TcpStream, peer: SocketAddr, server: &Server) {
@@ -98,11 +91,11 @@ pub fn serve(socket: TcpStream, peer: SocketAddr, server: &Server) {
         Ok(Route::Page) => {
             let html = "text/html; charset=utf-8";
             let sent = write_response(&socket, "200 OK", "", html, PAGE, !head_only);
-            ("200", Sent::Bytes(sent.unwrap_or(0)))
+            ("200", format!("{} bytes", sent.unwrap_or(0)))
         }
         Ok(Route::Events) if head_only => {
             let _ = (&socket).write_all(sse::STREAM_HEAD);
-            ("200", Sent::Events(0, "HEAD: no body".to_owned()))
+            ("200", "0 events (HEAD)".to_owned())
         }
         Ok(Route::Events) => {
             let config = &server.config;
@@ -112,11 +105,15 @@ pub fn serve(socket: TcpStream, peer: SocketAddr, server: &Server) {
                 config.retry_ms,
                 &server.streams,
             );
-            ("200", Sent::Events(end.events, end.reason()))
+            ("200", format!("{} events ({})", end.events, end.reason()))
         }
         Err(error) => {
             let sent = write_error(&socket, &error, head_only);
-            (status_code(error.status()), Sent::Bytes(sent))
+            let why = match error {
+                RequestError::Malformed(why) => format!(" ({why})"),
+                _ => String::new(),
+            };
+            (status_code(error.status()), format!("{sent} bytes{why}"))
         }
     };
     close_gently(&socket);
@@ -282,28 +279,26 @@ fn status_code(status: Option<&'static str>) -> &'static str {
         .unwrap_or("-")
 }
 
-/// One line on stderr per finished request or stream:
+/// One line on stderr per finished request or stream: the peer, the
+/// request line (`-` when there was none), the status (`-` when none was
+/// sent), what was sent and, in brackets, why a stream ended or a request
+/// was malformed; last, how long it took.
 ///
 /// ```text
 /// 127.0.0.1:50312 "GET /events HTTP/1.1" 200 12 events (viewer left) 11.998s
+/// 127.0.0.1:50318 "-" 400 16 bytes (field line without a colon) 0.001s
 /// ```
 fn log_request(
     server: &Server,
     peer: SocketAddr,
     request_line: &str,
     status: &str,
-    sent: &Sent,
+    sent: &str,
     started: Instant,
 ) {
-    let sent = match sent {
-        Sent::Bytes(bytes) => format!("{bytes} bytes"),
-        Sent::Events(events, why) => format!("{events} events ({why})"),
-    };
     let seconds = started.elapsed().as_secs_f64();
-    crate::log(
-        server,
-        &format!("{peer} \"{request_line}\" {status} {sent} {seconds:.3}s"),
-    );
+    let line = format!("{peer} \"{request_line}\" {status} {sent} {seconds:.3}s");
+    crate::log(server, &line);
 }
 
 #[cfg(test)]

@@ -179,6 +179,17 @@ fn each_request_is_logged_on_one_line() {
 }
 
 #[test]
+fn a_malformed_request_is_logged_with_the_reason() {
+    let server = Server::start(&[]);
+    server.exchange(b"GET / HTTP/1.1\r\nHost: test\r\nNo colon here\r\n\r\n");
+    let line = server.wait_for_log(" 400 ");
+    assert!(
+        line.contains(" \"-\" 400 16 bytes (field line without a colon) "),
+        "{line}"
+    );
+}
+
+#[test]
 fn quiet_logs_nothing() {
     for (args, lines) in [(&[][..], 3), (&["--quiet"][..], 0)] {
         let server = Server::start(args);
