@@ -74,8 +74,14 @@ pub struct Server {
 fn main() -> ExitCode {
     let config = match parse_args(env::args_os().skip(1)) {
         Ok(Command::Run(config)) => config,
-        Ok(Command::Help) => return say(USAGE),
-        Ok(Command::Version) => return say(concat!("sse-clock ", env!("CARGO_PKG_VERSION"))),
+        Ok(Command::Help) => {
+            say(USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            say(concat!("sse-clock ", env!("CARGO_PKG_VERSION")));
+            return ExitCode::SUCCESS;
+        }
         Err(reason) => {
             eprintln!("sse-clock: {reason}\n{USAGE}");
             return ExitCode::from(2);
@@ -99,9 +105,8 @@ fn main() -> ExitCode {
 }
 
 /// Prints a line on stdout; a closed stdout is no reason to panic.
-fn say(line: &str) -> ExitCode {
+fn say(line: &str) {
     let _ = writeln!(io::stdout(), "{line}");
-    ExitCode::SUCCESS
 }
 
 // ---------------------------------------------------------------------------
