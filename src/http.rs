@@ -82,48 +82,71 @@ fn request_path(target: &str) -> &str {
 /// it (a page, a stream, or an error), close gently, log one line.
 pub fn serve(socket: TcpStream, peer: SocketAddr, server: &Server) {
     let started = Instant::now();
-    let head = read_head_in_time(&socket);
-    let request_line = head
-        .as_ref()
-        .map_or_else(|_| "-".to_owned(), Head::request_line);
-    let head_only = head.as_ref().is_ok_and(|head| head.method == "HEAD");
-    let (status, sent) = match head.and_then(|head| route(&head)) {
-        Ok(Route::Page) => {
-            let html = "text/html; charset=utf-8";
-            let sent = write_response(&socket, "200 OK", "", html, PAGE, !head_only);
-            ("200", format!("{} bytes", sent.unwrap_or(0)))
-        }
-        Ok(Route::Events) if head_only => {
-            let _ = (&socket).write_all(sse::STREAM_HEAD);
-            ("200", "0 events (HEAD)".to_owned())
-        }
-        Ok(Route::Events) => {
-            let config = &server.config;
-            let end = sse::stream_clock(
-                &socket,
-                config.interval_ms,
-                config.retry_ms,
-                &server.streams,
-            );
-            ("200", format!("{} events ({})", end.events, end.reason()))
-        }
-        Err(error) => {
-            let sent = write_error(&socket, &error, head_only);
-            let why = match error {
-                RequestError::Malformed(why) => format!(" ({why})"),
-                _ => String::new(),
-            };
-            (status_code(error.status()), format!("{sent} bytes{why}"))
-        }
+    let (request_line, (status, sent)) = match read_head_in_time(&socket) {
+        Ok(head) => (head.request_line(), answer(&socket, head, server)),
+        Err(error) => ("-".to_owned(), answer_error(&socket, &error, false)),
     };
     close_gently(&socket);
     log_request(server, peer, &request_line, status, &sent, started);
 }
 
+/// Answers a parsed request with the page, the stream or an error, and
+/// returns the status code and what was sent, for the log.
+fn answer(socket: &TcpStream, head: Head, server: &Server) -> (&'static str, String) {
+    let head_only = head.method == "HEAD";
+    match route(&head) {
+        Ok(Route::Page) => {
+            let html = "text/html; charset=utf-8";
+            let sent = write_response(socket, "200 OK", "", html, PAGE, !head_only);
+            ("200", format!("{} bytes", sent.unwrap_or(0)))
+        }
+        Ok(Route::Events) if head_only => {
+            let _ = (&*socket).write_all(sse::STREAM_HEAD);
+            ("200", "0 events (HEAD)".to_owned())
+        }
+        Ok(Route::Events) => {
+            let plan = sse::StreamPlan {
+                interval_ms: server.config.interval_ms,
+                retry_ms: server.config.retry_ms,
+                start: sse::start_after(head.field_values("last-event-id"), sse::unix_ms_now()),
+            };
+            drop(head); // a stream keeps nothing of its request
+            let end = sse::stream_clock(socket, &plan, &server.streams);
+            ("200", format!("{} events ({})", end.events, end.reason()))
+        }
+        Err(error) => answer_error(socket, &error, head_only),
+    }
+}
+
+/// Answers a request error with its status and a short `text/plain` body
+/// that repeats the status and nothing of the request. `Closed` gets
+/// nothing. Returns the status code and what was sent, for the log.
+fn answer_error(
+    socket: &TcpStream,
+    error: &RequestError,
+    head_only: bool,
+) -> (&'static str, String) {
+    let Some(status) = error.status() else {
+        return ("-", "0 bytes".to_owned());
+    };
+    let allow = match error {
+        RequestError::MethodNotAllowed => "Allow: GET, HEAD\r\n",
+        _ => "",
+    };
+    let body = format!("{status}\n");
+    let text = "text/plain; charset=utf-8";
+    let sent =
+        write_response(socket, status, allow, text, body.as_bytes(), !head_only).unwrap_or(0);
+    let code = status.split(' ').next().unwrap_or(status);
+    match error {
+        RequestError::Malformed(why) => (code, format!("{sent} bytes ({why})")),
+        _ => (code, format!("{sent} bytes")),
+    }
+}
+
 /// Reads the head under one deadline for the whole of it. The buffered
 /// reader lives only inside this function: once the head is parsed, its
-/// buffer is freed, and a stream keeps nothing of the request but its
-/// request line, for the log.
+/// buffer is freed.
 fn read_head_in_time(socket: &TcpStream) -> Result<Head, RequestError> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     read_head(&mut BufReader::new(Deadlined { socket, deadline }))
@@ -210,22 +233,6 @@ fn write_response(
     Ok(body.len())
 }
 
-/// Answers a request error with its status and a short `text/plain` body
-/// that repeats the status and nothing of the request. `Closed` gets
-/// nothing.
-fn write_error(socket: &TcpStream, error: &RequestError, head_only: bool) -> usize {
-    let Some(status) = error.status() else {
-        return 0;
-    };
-    let allow = match error {
-        RequestError::MethodNotAllowed => "Allow: GET, HEAD\r\n",
-        _ => "",
-    };
-    let body = format!("{status}\n");
-    let text = "text/plain; charset=utf-8";
-    write_response(socket, status, allow, text, body.as_bytes(), !head_only).unwrap_or(0)
-}
-
 /// The answer for a connection that finds every `--max-clients` place
 /// taken, written by the accepting thread without reading the request:
 ///
@@ -271,12 +278,6 @@ fn close_gently(socket: &TcpStream) {
     let deadline = Instant::now() + LINGER;
     let mut ignored = [0u8; 512];
     while let Ok(1..) = read_before(socket, deadline, &mut ignored) {}
-}
-
-fn status_code(status: Option<&'static str>) -> &'static str {
-    status
-        .and_then(|line| line.split(' ').next())
-        .unwrap_or("-")
 }
 
 /// One line on stderr per finished request or stream: the peer, the

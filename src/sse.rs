@@ -162,11 +162,18 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 // ---------------------------------------------------------------------------
-// The clock
+// The clock: naming ticks, scheduling them, resuming after a reconnect
 // ---------------------------------------------------------------------------
 
+/// The most missed ticks a resumed stream replays, and the most ticks one
+/// write carries, so that catching up never builds an unbounded buffer.
+pub const MAX_REPLAY: u64 = 300;
+
+/// A `Last-Event-ID` older than this starts a fresh stream instead.
+pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// Milliseconds since the Unix epoch, from the system clock.
-fn unix_ms_now() -> u64 {
+pub fn unix_ms_now() -> u64 {
     let since_epoch = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
@@ -198,13 +205,102 @@ fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
     text.push('Z');
 }
 
-/// When tick `k` of a stream is due: `start + k * interval`. Computing
-/// each due time from the start, rather than sleeping a fixed interval
-/// after each write, keeps the schedule from drifting: time spent writing
-/// is never added to the period, so no second is ever skipped.
-fn due_time(start: Instant, interval_ms: u64, k: u64) -> Option<Instant> {
-    let offset = interval_ms.checked_mul(k)?;
-    start.checked_add(Duration::from_millis(offset))
+/// How a stream begins, decided from its request before the head is
+/// dropped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Start {
+    /// No `Last-Event-ID`: tick 0 is now.
+    Fresh,
+    /// Continue the schedule whose last tick the viewer saw at this time.
+    Resume(u64),
+    /// A `Last-Event-ID` we cannot resume from: start fresh, and say why
+    /// in a comment. Never an error status: an `EventSource` that gets one
+    /// gives up for good.
+    Ignored(&'static str),
+}
+
+/// Reads the `Last-Event-ID` request header (WHATWG 9.2.4). A browser
+/// that reconnects sends the last `id:` it saw there; ours are tick times
+/// in Unix ms, so an id that could be one of our ticks (decimal, not in
+/// the future, less than a day old) says exactly where the viewer left
+/// off. It needs no stored state, so it works after a restart too.
+pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
+    let Some(id) = ids.next() else {
+        return Start::Fresh;
+    };
+    let decimal = !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit());
+    let tick_ms = match id.parse::<u64>() {
+        Ok(tick_ms) if decimal && ids.next().is_none() => tick_ms,
+        _ => return Start::Ignored("Last-Event-ID ignored: not one tick id (decimal Unix ms)"),
+    };
+    if tick_ms > now_ms {
+        return Start::Ignored("Last-Event-ID ignored: it is in the future");
+    }
+    if now_ms - tick_ms > MAX_RESUME_AGE_MS {
+        return Start::Ignored("Last-Event-ID ignored: it is more than a day old");
+    }
+    Start::Resume(tick_ms)
+}
+
+/// The ticks of one stream. Tick `k` is named by its wall-clock time,
+/// `first_ms + k * interval_ms`, and is due when the monotonic clock
+/// reaches that time. Due times come from the monotonic `Instant`, which
+/// never jumps; the wall clock, which can, is read once, at `anchor`.
+///
+/// Computing each due time from the start, rather than sleeping a fixed
+/// interval after each write, keeps the schedule from drifting: time spent
+/// writing is never added to the period, so no second is ever skipped.
+struct Schedule {
+    first_ms: u64,
+    interval_ms: u64,
+    anchor: Instant,
+    anchor_ms: u64,
+}
+
+impl Schedule {
+    fn tick_ms(&self, k: u64) -> u64 {
+        self.first_ms
+            .saturating_add(self.interval_ms.saturating_mul(k))
+    }
+
+    /// When tick `k` is due; a tick whose time has passed is due at once.
+    fn due(&self, k: u64) -> Option<Instant> {
+        let ahead_ms = self.tick_ms(k).saturating_sub(self.anchor_ms);
+        self.anchor.checked_add(Duration::from_millis(ahead_ms))
+    }
+}
+
+/// Lays out a stream's schedule: its first tick, and a comment for the
+/// opening block when there is something to say. A resumed stream sends
+/// the ticks it missed at once, then carries on on the same phase, so the
+/// viewer sees every tick exactly once: no gap, no duplicate.
+fn plan(
+    start: &Start,
+    interval_ms: u64,
+    anchor: Instant,
+    now_ms: u64,
+) -> (Schedule, u64, Option<String>) {
+    let schedule = |first_ms| Schedule {
+        first_ms,
+        interval_ms,
+        anchor,
+        anchor_ms: now_ms,
+    };
+    match *start {
+        Start::Fresh => (schedule(now_ms), 0, None),
+        Start::Ignored(why) => (schedule(now_ms), 0, Some(why.to_owned())),
+        Start::Resume(last_ms) => {
+            let missed = (now_ms - last_ms) / interval_ms;
+            let skipped = missed.saturating_sub(MAX_REPLAY);
+            let note = match skipped {
+                0 => format!("resuming after {last_ms}: {missed} missed ticks follow"),
+                _ => format!(
+                    "resuming after {last_ms}: {missed} missed ticks, {skipped} skipped, the last {MAX_REPLAY} follow"
+                ),
+            };
+            (schedule(last_ms), skipped + 1, Some(note))
+        }
+    }
 }
 
 /// The text of an event's fields, kept from tick to tick so that a stream
@@ -299,30 +395,31 @@ impl Drop for Viewer<'_> {
     }
 }
 
-/// Sends the stream head and then one clock event per interval until the
+/// What a stream needs to know, from the command line and the request.
+pub struct StreamPlan {
+    pub interval_ms: u64,
+    pub retry_ms: u64,
+    pub start: Start,
+}
+
+/// Sends the stream head and then every tick as it falls due until the
 /// viewer leaves. `clients` counts the open streams of the whole server.
 ///
-/// Each block is built in `block` first and handed to the socket in one
+/// Each write is built in `block` first and handed to the socket in one
 /// `write_all`: one system call per tick and never half an event on the
 /// wire. `TcpStream` has no buffer of its own (its `flush` does nothing),
 /// so `block` is the buffer and `write_all` is the flush.
-pub fn stream_clock(
-    socket: &TcpStream,
-    interval_ms: u64,
-    retry_ms: u64,
-    clients: &AtomicUsize,
-) -> StreamEnd {
+pub fn stream_clock(socket: &TcpStream, plan: &StreamPlan, clients: &AtomicUsize) -> StreamEnd {
     let _viewer = Viewer::join(clients);
     let mut events = 0;
     // The clock runs until something fails, so its only result is an error.
-    let Err(cause) = run_clock(socket, interval_ms, retry_ms, clients, &mut events);
+    let Err(cause) = run_clock(socket, plan, clients, &mut events);
     StreamEnd { events, cause }
 }
 
 fn run_clock(
     mut socket: &TcpStream,
-    interval_ms: u64,
-    retry_ms: u64,
+    stream: &StreamPlan,
     clients: &AtomicUsize,
     events: &mut u64,
 ) -> io::Result<std::convert::Infallible> {
@@ -330,24 +427,41 @@ fn run_clock(
     // Each block is one complete write, so Nagle's algorithm has nothing
     // to gain by holding a small block back; send it at once.
     socket.set_nodelay(true)?;
-    let start = Instant::now();
-    let start_ms = unix_ms_now();
+    let (schedule, mut k, note) = plan(
+        &stream.start,
+        stream.interval_ms,
+        Instant::now(),
+        unix_ms_now(),
+    );
     let mut block = Vec::with_capacity(256);
     let mut text = Scratch::default();
 
     // The first write: response head, then the opening block.
     block.extend_from_slice(STREAM_HEAD);
     encode_comment(&mut block, GREETING);
-    encode_retry(&mut block, retry_ms);
+    if let Some(note) = note {
+        encode_comment(&mut block, &note);
+    }
+    encode_retry(&mut block, stream.retry_ms);
     let mut clients_sent = clients.load(Ordering::SeqCst);
     encode_clients(&mut block, clients_sent, &mut text);
 
-    let mut k = 0;
     loop {
-        let due = due_time(start, interval_ms, k).ok_or(io::ErrorKind::InvalidInput)?;
-        wait_until(socket, due)?;
-        let tick_ms = start_ms.saturating_add(interval_ms.saturating_mul(k));
-        encode_tick(&mut block, tick_ms, interval_ms, &mut text);
+        let due = |k| schedule.due(k).ok_or(io::ErrorKind::InvalidInput);
+        wait_until(socket, due(k)?)?;
+        // Every tick that is due goes into this write: one when live, a
+        // burst when replaying what a resumed viewer missed.
+        let mut ticks = 0;
+        while ticks < MAX_REPLAY && due(k)? <= Instant::now() {
+            encode_tick(
+                &mut block,
+                schedule.tick_ms(k),
+                stream.interval_ms,
+                &mut text,
+            );
+            k += 1;
+            ticks += 1;
+        }
         let now_open = clients.load(Ordering::SeqCst);
         if now_open != clients_sent {
             clients_sent = now_open;
@@ -355,8 +469,7 @@ fn run_clock(
         }
         socket.write_all(&block)?;
         block.clear();
-        *events += 1;
-        k += 1;
+        *events += ticks;
     }
 }
 
@@ -506,18 +619,85 @@ mod tests {
     }
 
     #[test]
-    fn tick_k_is_due_k_intervals_after_the_start() {
-        let start = Instant::now();
-        assert_eq!(due_time(start, 1000, 0), Some(start));
+    fn tick_k_is_named_and_due_k_intervals_after_the_first() {
+        let anchor = Instant::now();
+        let (schedule, first_k, note) = plan(&Start::Fresh, 250, anchor, 1_000_000);
+        assert_eq!((first_k, note), (0, None));
+        assert_eq!(schedule.tick_ms(0), 1_000_000);
+        assert_eq!(schedule.tick_ms(4), 1_001_000);
+        assert_eq!(schedule.due(0), Some(anchor));
+        assert_eq!(schedule.due(4), Some(anchor + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_resumed_schedule_keeps_the_phase_and_its_missed_ticks_are_due_at_once() {
+        let anchor = Instant::now();
+        let (schedule, first_k, note) = plan(&Start::Resume(1_000_000), 1000, anchor, 1_005_500);
+        assert_eq!(first_k, 1, "the tick the viewer saw is not sent again");
         assert_eq!(
-            due_time(start, 250, 4),
-            Some(start + Duration::from_secs(1))
+            note.as_deref(),
+            Some("resuming after 1000000: 5 missed ticks follow")
         );
+        assert_eq!(schedule.tick_ms(1), 1_001_000);
+        assert_eq!(schedule.due(1), Some(anchor), "missed: due at once");
+        assert_eq!(schedule.due(5), Some(anchor), "missed: due at once");
         assert_eq!(
-            due_time(start, 1000, 3600),
-            Some(start + Duration::from_secs(3600))
+            schedule.due(6),
+            Some(anchor + Duration::from_millis(500)),
+            "live, same phase"
         );
-        assert_eq!(due_time(start, u64::MAX, 2), None);
+    }
+
+    #[test]
+    fn at_most_300_missed_ticks_are_replayed() {
+        let (schedule, first_k, note) = plan(&Start::Resume(0), 10, Instant::now(), 10_005);
+        assert_eq!(first_k, 701, "1000 missed, 700 skipped");
+        assert_eq!(schedule.tick_ms(first_k), 7010);
+        let note = note.expect("a note");
+        assert_eq!(
+            note,
+            "resuming after 0: 1000 missed ticks, 700 skipped, the last 300 follow"
+        );
+    }
+
+    #[test]
+    fn last_event_id_is_resumed_only_when_it_could_be_one_of_our_ticks() {
+        let now = 1_795_511_605_000;
+        let start = |ids: &[&str]| start_after(ids.iter().copied(), now);
+        assert_eq!(start(&[]), Start::Fresh);
+        assert_eq!(start(&["1795511600000"]), Start::Resume(1_795_511_600_000));
+        assert_eq!(start(&[&now.to_string()]), Start::Resume(now));
+        let day_ago = now - MAX_RESUME_AGE_MS;
+        assert_eq!(start(&[&day_ago.to_string()]), Start::Resume(day_ago));
+        for bad in [
+            "",
+            "abc",
+            "12x",
+            "+5",
+            "-5",
+            "1.5",
+            " 1",
+            "99999999999999999999999",
+        ] {
+            let not_a_tick =
+                Start::Ignored("Last-Event-ID ignored: not one tick id (decimal Unix ms)");
+            assert_eq!(start(&[bad]), not_a_tick, "{bad:?}");
+        }
+        let two = start(&["1795511600000", "1795511600000"]);
+        assert_eq!(
+            two,
+            Start::Ignored("Last-Event-ID ignored: not one tick id (decimal Unix ms)")
+        );
+        let future = start(&["1795511605001"]);
+        assert_eq!(
+            future,
+            Start::Ignored("Last-Event-ID ignored: it is in the future")
+        );
+        let stale = start(&[&(day_ago - 1).to_string()]);
+        assert_eq!(
+            stale,
+            Start::Ignored("Last-Event-ID ignored: it is more than a day old")
+        );
     }
 
     #[test]

@@ -225,9 +225,16 @@ pub struct EventStream {
 impl EventStream {
     /// Sends `GET path` and reads the response head.
     pub fn open(server: &Server, path: &str) -> EventStream {
+        EventStream::open_with(server, path, "")
+    }
+
+    /// Sends `GET path` with extra field lines (each ending in CRLF), as a
+    /// reconnecting browser adds `Last-Event-ID`, and reads the head.
+    pub fn open_with(server: &Server, path: &str, fields: &str) -> EventStream {
         let mut socket = server.connect();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{fields}\r\n"
+        );
         socket.write_all(request.as_bytes()).expect("send request");
         EventStream::after_request(socket)
     }
