@@ -26,7 +26,8 @@
 //!
 //! The first block sets the reconnection delay and says how many viewers
 //! there are; then comes one clock event per interval, and a new `clients`
-//! event whenever that number has changed.
+//! event whenever that number has changed. A viewer that reconnects with
+//! `Last-Event-ID` first gets the ticks it missed (see `start_after`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
