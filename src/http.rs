@@ -53,6 +53,9 @@ pub fn route(head: &Head) -> Result<Route, RequestError> {
     if head.method != "GET" && head.method != "HEAD" {
         return Err(RequestError::MethodNotAllowed);
     }
+    if head.body_length > 0 {
+        return Err(RequestError::BodyNotAllowed);
+    }
     match request_path(&head.target) {
         "/" | "/index.html" => Ok(Route::Page),
         "/events" => Ok(Route::Events),
@@ -330,6 +333,14 @@ mod tests {
             route_of(b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n"),
             Ok(Route::Page)
         );
+    }
+
+    #[test]
+    fn a_get_with_a_body_is_413_but_an_empty_one_is_fine() {
+        let with_body = route_of(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+        assert_eq!(with_body, Err(RequestError::BodyNotAllowed));
+        let empty = route_of(b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(empty, Ok(Route::Page));
     }
 
     #[test]

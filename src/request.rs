@@ -43,6 +43,12 @@ pub enum RequestError {
     /// A well-formed version other than 1.0 and 1.1, such as `HTTP/2.0`:
     /// `505 HTTP Version Not Supported`.
     VersionNotSupported,
+    /// `Transfer-Encoding` (a chunked body), which this server does not
+    /// decode: `501 Not Implemented` (RFC 9112 section 6.1).
+    TransferEncoding,
+    /// A GET or HEAD that declares a body: `413 Content Too Large`. Only
+    /// an empty body (`Content-Length: 0`) is accepted.
+    BodyNotAllowed,
     /// A method other than GET and HEAD: `405 Method Not Allowed`, with an
     /// `Allow` field that lists the two (RFC 9110 section 15.5.6).
     MethodNotAllowed,
@@ -60,6 +66,8 @@ impl RequestError {
             RequestError::LineTooLong => Some("414 URI Too Long"),
             RequestError::HeadTooLarge => Some("431 Request Header Fields Too Large"),
             RequestError::VersionNotSupported => Some("505 HTTP Version Not Supported"),
+            RequestError::TransferEncoding => Some("501 Not Implemented"),
+            RequestError::BodyNotAllowed => Some("413 Content Too Large"),
             RequestError::MethodNotAllowed => Some("405 Method Not Allowed"),
             RequestError::NotFound => Some("404 Not Found"),
         }
@@ -95,6 +103,9 @@ pub struct Head {
     /// Field names and values, in order, values trimmed of surrounding
     /// whitespace. Names compare without regard to case (RFC 9110 5.1).
     pub fields: Vec<(String, String)>,
+    /// The length of the body that follows the head, from `Content-Length`
+    /// (0 without one).
+    pub body_length: u64,
 }
 
 impl Head {
@@ -151,13 +162,15 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
         }
         fields.push(parse_field_line(&line)?);
     }
-    let head = Head {
+    let mut head = Head {
         method,
         target,
         version,
         fields,
+        body_length: 0,
     };
     check_host(&head)?;
+    head.body_length = body_length(&head)?;
     Ok(head)
 }
 
@@ -273,6 +286,42 @@ fn check_host(head: &Head) -> Result<(), RequestError> {
     }
 }
 
+/// Where the body ends (RFC 9112 section 6.3). This server reads no bodies,
+/// but it must know where each request ends before it reads the next one
+/// from the same connection; two servers in a chain that disagree about
+/// that can be fed a hidden request ("request smuggling"). So every doubt
+/// is an error:
+/// - `Transfer-Encoding` together with `Content-Length`: 400 (rule 3 says
+///   such a message "ought to be handled as an error");
+/// - `Transfer-Encoding` alone: 501, as chunked bodies are not decoded;
+/// - `Content-Length` that is not one decimal number: 400 (rule 5). The
+///   same number repeated, `5, 5`, is one number (RFC 9110 section 8.6).
+fn body_length(head: &Head) -> Result<u64, RequestError> {
+    let chunked = head.field_values("transfer-encoding").next().is_some();
+    let mut lengths = head
+        .field_values("content-length")
+        .flat_map(|value| value.split(','))
+        .map(str::trim);
+    let Some(first) = lengths.next() else {
+        return match chunked {
+            true => Err(RequestError::TransferEncoding),
+            false => Ok(0),
+        };
+    };
+    if chunked {
+        return Err(RequestError::Malformed(
+            "Content-Length with Transfer-Encoding",
+        ));
+    }
+    let decimal = !first.is_empty() && first.bytes().all(|byte| byte.is_ascii_digit());
+    match first.parse() {
+        Ok(length) if decimal && lengths.all(|other| other == first) => Ok(length),
+        _ => Err(RequestError::Malformed(
+            "Content-Length is not one decimal number",
+        )),
+    }
+}
+
 /// `tchar` from RFC 9110 section 5.6.2: the bytes a method or a field name
 /// is made of.
 fn is_tchar(byte: u8) -> bool {
@@ -377,6 +426,41 @@ Cache-Control: no-cache\r\n\
                 String::from_utf8_lossy(case)
             );
         }
+    }
+
+    #[test]
+    fn body_framing_is_one_decimal_content_length_or_nothing() {
+        let length = |fields: &str| {
+            parse(format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n").as_bytes())
+                .map(|head| head.body_length)
+        };
+        assert_eq!(length(""), Ok(0));
+        assert_eq!(length("Content-Length: 0\r\n"), Ok(0));
+        assert_eq!(length("Content-Length: 12\r\n"), Ok(12));
+        assert_eq!(
+            length("Content-Length: 5, 5\r\nContent-Length: 5\r\n"),
+            Ok(5)
+        );
+        for bad in [
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 5, 6\r\n",
+            "Content-Length: -1\r\n",
+            "Content-Length: +1\r\n",
+            "Content-Length: \r\n",
+            "Content-Length: 1e3\r\n",
+            "Content-Length: 99999999999999999999999\r\n",
+            "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n",
+        ] {
+            assert_eq!(
+                length(bad).map_err(|error| error.status()),
+                Err(Some("400 Bad Request")),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            length("Transfer-Encoding: chunked\r\n"),
+            Err(RequestError::TransferEncoding)
+        );
     }
 
     #[test]

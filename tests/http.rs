@@ -96,6 +96,8 @@ fn malformed_requests_get_400_and_a_close() {
         b"GET / HTTP/1.1\r\nHost: test\r\n folded\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: te\0st\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
     ];
     for case in cases {
         let answer = server.exchange(case);
@@ -108,6 +110,22 @@ fn malformed_requests_get_400_and_a_close() {
             "{case:?}: {answer}"
         );
     }
+}
+
+#[test]
+fn a_body_on_get_is_413_and_a_chunked_body_501() {
+    let server = Server::start(&[]);
+    let answer = server.exchange(b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello");
+    assert!(
+        answer.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
+        "{answer}"
+    );
+    let chunked = b"GET / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let answer = server.exchange(chunked);
+    assert!(
+        answer.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
+        "{answer}"
+    );
 }
 
 #[test]
