@@ -1,9 +1,10 @@
-//! Serving one connection: read the request head in time, route it, answer
-//! with the page, the stream or an error status, close gently, log a line.
+//! Serving one connection: read each request head in time, route it,
+//! answer with the page, the stream or an error status, and keep the
+//! connection for the next request until it is time to close it, gently.
 //!
-//! Specs: RFC 9112 "HTTP/1.1" (section 6.3 body length, 9.6 closing) and
-//! RFC 9110 "HTTP Semantics" (methods, statuses). The head itself is read
-//! by `request.rs`; the stream is written by `sse.rs`.
+//! Specs: RFC 9112 "HTTP/1.1" (section 6.3 message length, 9.3 persistence,
+//! 9.6 closing) and RFC 9110 "HTTP Semantics" (methods, statuses). The head
+//! itself is read by `request.rs`; the stream is written by `sse.rs`.
 //!
 //! A request as a browser's `EventSource` sends it (shortened):
 //!
@@ -14,25 +15,26 @@
 //! Cache-Control: no-cache\r\n
 //! \r\n
 //! ```
-//!
-//! This server answers one request per connection: every response says
-//! `Connection: close`, which RFC 9112 section 9.6 allows any server to do.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::Server;
-use crate::request::{Head, RequestError, read_head};
+use crate::request::{Head, RequestError, Version, read_head};
 use crate::sse;
 
 /// The page, compiled into the binary so that the one file runs anywhere.
 pub const PAGE: &[u8] = include_bytes!("../static/index.html");
 
-/// The whole head must arrive within this time of the connection opening,
-/// however slowly it trickles in, so that a silent or dribbling peer cannot
-/// hold a thread for ever.
+/// The whole head must arrive within this time of the connection opening
+/// (or of the previous response), however slowly it trickles in, so that a
+/// silent or dribbling peer cannot hold a thread for ever.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a persistent connection may sit idle between requests before
+/// it is closed. Browsers reuse a connection within moments or not at all.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a closing connection waits for the client to close its side.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -81,78 +83,180 @@ fn request_path(target: &str) -> &str {
 // Serving one connection (the socket edge)
 // ---------------------------------------------------------------------------
 
-/// Serves one connection from start to end: read the head in time, answer
-/// it (a page, a stream, or an error), close gently, log one line.
-pub fn serve(socket: TcpStream, peer: SocketAddr, server: &Server) {
-    let started = Instant::now();
-    let (request_line, (status, sent)) = match read_head_in_time(&socket) {
-        Ok(head) => (head.request_line(), answer(&socket, head, server)),
-        Err(error) => ("-".to_owned(), answer_error(&socket, &error, false)),
-    };
-    close_gently(&socket);
-    log_request(server, peer, &request_line, status, &sent, started);
+/// What answering one request leaves to do.
+enum Reply {
+    /// Answered: the status code and what was sent, for the log, and
+    /// whether the connection stays open for another request.
+    Sent {
+        status: &'static str,
+        sent: String,
+        keep_open: bool,
+    },
+    /// A stream: it takes the connection over until the viewer leaves.
+    Stream(sse::StreamPlan),
 }
 
-/// Answers a parsed request with the page, the stream or an error, and
-/// returns the status code and what was sent, for the log.
-fn answer(socket: &TcpStream, head: Head, server: &Server) -> (&'static str, String) {
+/// Serves one connection: requests one after another, answered in order
+/// (RFC 9112 section 9.3), until a response closes it, a stream takes it
+/// over, the client leaves, or it stays idle too long.
+pub fn serve(socket: TcpStream, peer: SocketAddr, server: &Server) {
+    let timeouts = &server.config.timeouts;
+    let deadline = Instant::now() + timeouts.head;
+    // One buffered reader for the whole connection: bytes of a pipelined
+    // next request that arrive with this one wait in its buffer.
+    let mut reader = BufReader::new(Deadlined {
+        socket: &socket,
+        deadline,
+    });
+    loop {
+        let started = Instant::now();
+        let (request_line, reply) = match read_head(&mut reader) {
+            Ok(head) => (head.request_line(), answer(&socket, head, server)),
+            // The client closed (or the connection broke) between requests
+            // or inside one: nobody is left to answer.
+            Err(RequestError::Closed) => break,
+            Err(error) => ("-".to_owned(), answer_error(&socket, &error, None)),
+        };
+        let keep_open = match reply {
+            Reply::Sent {
+                status,
+                sent,
+                keep_open,
+            } => {
+                log_request(server, peer, &request_line, status, &sent, started);
+                keep_open
+            }
+            Reply::Stream(plan) => {
+                drop(reader); // a stream keeps no request buffer
+                let end = sse::stream_clock(&socket, &plan, &server.streams);
+                let sent = format!("{} events ({})", end.events, end.reason());
+                log_request(server, peer, &request_line, "200", &sent, started);
+                break;
+            }
+        };
+        let answered = Instant::now();
+        if !keep_open || !wait_for_next_request(&mut reader, answered + timeouts.idle) {
+            break;
+        }
+        // The next head must be complete within HEAD_TIMEOUT of this answer.
+        reader.get_mut().deadline = answered + timeouts.head;
+    }
+    close_gently(&socket);
+}
+
+/// Waits until the next request starts to arrive (or is already buffered,
+/// pipelined behind the last one). `false` means the connection stayed idle
+/// until `deadline`, or the client closed it: either way, time to close.
+fn wait_for_next_request(reader: &mut BufReader<Deadlined>, deadline: Instant) -> bool {
+    reader.get_mut().deadline = deadline;
+    reader.fill_buf().is_ok_and(|buffered| !buffered.is_empty())
+}
+
+/// Answers a parsed request with the page, an error, or a stream to start.
+fn answer(socket: &TcpStream, head: Head, server: &Server) -> Reply {
+    let keep_open = wants_keep_alive(&head);
     let head_only = head.method == "HEAD";
     match route(&head) {
         Ok(Route::Page) => {
             let html = "text/html; charset=utf-8";
-            let sent = write_response(socket, "200 OK", "", html, PAGE, !head_only);
-            ("200", format!("{} bytes", sent.unwrap_or(0)))
+            let fields = connection_field(head.version, keep_open);
+            let sent = write_response(socket, "200 OK", fields, html, PAGE, !head_only);
+            let sent = format!("{} bytes", sent.unwrap_or(0));
+            Reply::Sent {
+                status: "200",
+                sent,
+                keep_open,
+            }
         }
         Ok(Route::Events) if head_only => {
             let _ = (&*socket).write_all(sse::STREAM_HEAD);
-            ("200", "0 events (HEAD)".to_owned())
+            let sent = "0 events (HEAD)".to_owned();
+            Reply::Sent {
+                status: "200",
+                sent,
+                keep_open: false,
+            }
         }
-        Ok(Route::Events) => {
-            let plan = sse::StreamPlan {
-                interval_ms: server.config.interval_ms,
-                retry_ms: server.config.retry_ms,
-                start: sse::start_after(head.field_values("last-event-id"), sse::unix_ms_now()),
-            };
-            drop(head); // a stream keeps nothing of its request
-            let end = sse::stream_clock(socket, &plan, &server.streams);
-            ("200", format!("{} events ({})", end.events, end.reason()))
-        }
-        Err(error) => answer_error(socket, &error, head_only),
+        Ok(Route::Events) => Reply::Stream(sse::StreamPlan {
+            interval_ms: server.config.interval_ms,
+            retry_ms: sse::jitter(server.config.retry_ms),
+            write_timeout: server.config.timeouts.write,
+            start: sse::start_after(head.field_values("last-event-id"), sse::unix_ms_now()),
+        }),
+        Err(error) => answer_error(socket, &error, Some(&head)),
+    }
+}
+
+/// Section 9.3: an HTTP/1.1 connection persists unless the request says
+/// `Connection: close`; an HTTP/1.0 one only if it says `keep-alive`.
+fn wants_keep_alive(head: &Head) -> bool {
+    let says = |option: &str| {
+        head.field_values("connection")
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(option))
+    };
+    match head.version {
+        Version::Http11 => !says("close"),
+        Version::Http10 => says("keep-alive"),
+    }
+}
+
+/// The `Connection` field an answer carries: `close` when the connection
+/// ends after it (section 9.6), `keep-alive` for an HTTP/1.0 client that
+/// asked to keep it, and nothing for HTTP/1.1, which persists by default.
+fn connection_field(version: Version, keep_open: bool) -> &'static str {
+    match (keep_open, version) {
+        (false, _) => "Connection: close\r\n",
+        (true, Version::Http10) => "Connection: keep-alive\r\n",
+        (true, Version::Http11) => "",
     }
 }
 
 /// Answers a request error with its status and a short `text/plain` body
 /// that repeats the status and nothing of the request. `Closed` gets
-/// nothing. Returns the status code and what was sent, for the log.
-fn answer_error(
-    socket: &TcpStream,
-    error: &RequestError,
-    head_only: bool,
-) -> (&'static str, String) {
+/// nothing. A 404 or 405 to a well-formed request without a body keeps the
+/// connection; after anything else we cannot be sure where the request
+/// ended, so the connection closes.
+fn answer_error(socket: &TcpStream, error: &RequestError, head: Option<&Head>) -> Reply {
     let Some(status) = error.status() else {
-        return ("-", "0 bytes".to_owned());
+        let sent = "0 bytes".to_owned();
+        return Reply::Sent {
+            status: "-",
+            sent,
+            keep_open: false,
+        };
     };
-    let allow = match error {
-        RequestError::MethodNotAllowed => "Allow: GET, HEAD\r\n",
-        _ => "",
+    let routing_error = matches!(
+        error,
+        RequestError::NotFound | RequestError::MethodNotAllowed
+    );
+    let (keep_open, version, head_only) = match head {
+        Some(head) => (
+            routing_error && head.body_length == 0 && wants_keep_alive(head),
+            head.version,
+            head.method == "HEAD",
+        ),
+        None => (false, Version::Http11, false),
     };
+    let mut fields = String::new();
+    if *error == RequestError::MethodNotAllowed {
+        fields.push_str("Allow: GET, HEAD\r\n");
+    }
+    fields.push_str(connection_field(version, keep_open));
     let body = format!("{status}\n");
     let text = "text/plain; charset=utf-8";
-    let sent =
-        write_response(socket, status, allow, text, body.as_bytes(), !head_only).unwrap_or(0);
+    let sent = write_response(socket, status, &fields, text, body.as_bytes(), !head_only);
+    let sent = sent.unwrap_or(0);
+    let sent = match error {
+        RequestError::Malformed(why) => format!("{sent} bytes ({why})"),
+        _ => format!("{sent} bytes"),
+    };
     let code = status.split(' ').next().unwrap_or(status);
-    match error {
-        RequestError::Malformed(why) => (code, format!("{sent} bytes ({why})")),
-        _ => (code, format!("{sent} bytes")),
+    Reply::Sent {
+        status: code,
+        sent,
+        keep_open,
     }
-}
-
-/// Reads the head under one deadline for the whole of it. The buffered
-/// reader lives only inside this function: once the head is parsed, its
-/// buffer is freed.
-fn read_head_in_time(socket: &TcpStream) -> Result<Head, RequestError> {
-    let deadline = Instant::now() + HEAD_TIMEOUT;
-    read_head(&mut BufReader::new(Deadlined { socket, deadline }))
 }
 
 /// A socket reader whose reads all share one deadline: each waits only for
@@ -194,7 +298,7 @@ fn is_timeout(error: &io::Error) -> bool {
 }
 
 /// Writes a whole response of known length in one write, and returns how
-/// many body bytes went out. A 404 looks like this:
+/// many body bytes went out. A 404 that ends its connection:
 ///
 /// ```text
 /// HTTP/1.1 404 Not Found\r\n
@@ -206,15 +310,17 @@ fn is_timeout(error: &io::Error) -> bool {
 /// 404 Not Found\n
 /// ```
 ///
-/// `Content-Length` says where the body ends (RFC 9112 section 6.3). A
-/// HEAD answer has the same fields and no body (RFC 9110 section 9.3.2).
+/// `Content-Length` says where the body ends (RFC 9112 section 6.3), which
+/// is what lets the connection carry another request after it. A HEAD
+/// answer has the same fields and no body (RFC 9110 section 9.3.2).
 /// `nosniff` forbids browsers to guess another type than the one we say.
-/// Head and body go out in one write: two small writes in a row can wait
-/// for a delayed acknowledgement (Nagle's algorithm) for tens of ms.
+/// `fields` holds any further field lines, each ending in CRLF. Head and
+/// body go out in one write: two small writes in a row can wait for a
+/// delayed acknowledgement (Nagle's algorithm) for tens of ms.
 fn write_response(
     mut socket: &TcpStream,
     status: &str,
-    extra_fields: &str,
+    fields: &str,
     content_type: &str,
     body: &[u8],
     send_body: bool,
@@ -224,8 +330,7 @@ fn write_response(
          Content-Type: {content_type}\r\n\
          Content-Length: {}\r\n\
          X-Content-Type-Options: nosniff\r\n\
-         {extra_fields}\
-         Connection: close\r\n\
+         {fields}\
          \r\n",
         body.len()
     )
@@ -258,14 +363,8 @@ pub fn refuse_busy(socket: TcpStream) {
         let status = "503 Service Unavailable";
         let body = format!("{status}\n");
         let text = "text/plain; charset=utf-8";
-        let _ = write_response(
-            &socket,
-            status,
-            "Retry-After: 5\r\n",
-            text,
-            body.as_bytes(),
-            true,
-        );
+        let fields = "Retry-After: 5\r\nConnection: close\r\n";
+        let _ = write_response(&socket, status, fields, text, body.as_bytes(), true);
         let _ = socket.shutdown(Shutdown::Write);
     }
 }
@@ -283,10 +382,10 @@ fn close_gently(socket: &TcpStream) {
     while let Ok(1..) = read_before(socket, deadline, &mut ignored) {}
 }
 
-/// One line on stderr per finished request or stream: the peer, the
-/// request line (`-` when there was none), the status (`-` when none was
-/// sent), what was sent and, in brackets, why a stream ended or a request
-/// was malformed; last, how long it took.
+/// One line on stderr per answered request or finished stream: the peer,
+/// the request line (`-` when there was none), the status, what was sent
+/// and, in brackets, why a stream ended or a request was malformed; last,
+/// how long it took.
 ///
 /// ```text
 /// 127.0.0.1:50312 "GET /events HTTP/1.1" 200 12 events (viewer left) 11.998s

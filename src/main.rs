@@ -2,43 +2,28 @@
 //! HTTP/1.1 server, written to be read.
 //!
 //! Read it in this order:
-//! 1. `main.rs` (this file): the command line, binding the socket, the
-//!    accept loop, the connection cap, one thread per connection.
+//! 1. `main.rs` (this file): binding the socket, the accept loop, the
+//!    connection cap, one thread per connection. (`cli.rs` reads the
+//!    command line into a `Config`.)
 //! 2. `http.rs`: one connection: read the request in time, route it,
 //!    answer, close (RFC 9112, RFC 9110).
 //! 3. `request.rs`: parsing a request head within limits (RFC 9112).
 //! 4. `sse.rs`: the event stream itself (WHATWG HTML, "Server-sent events").
 //! 5. `static/index.html`: the page that subscribes with `EventSource`.
 
+mod cli;
 mod http;
 mod request;
 mod sse;
 
 use std::env;
-use std::ffi::OsString;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::ops::RangeInclusive;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-
-const USAGE: &str = "\
-usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-clients N] [--quiet]
-       sse-clock -h | --help | -V | --version
-
-  --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
-  --interval MS      time between clock events, 1 to 86400000 (default 1000)
-  --retry MS         how long browsers wait before reconnecting, 0 to 86400000 (default 3000)
-  --max-clients N    most connections open at once, 1 to 1000000 (default 1024)
-  --quiet            no log line on stderr for each request
-  -h, --help         print this help
-  -V, --version      print the version";
-
-/// A day in milliseconds: the longest interval or retry accepted.
-const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Each connection thread's stack. A thread costs its stack in address
 /// space, but only the pages it touches in memory; ours never goes deep (no
@@ -53,14 +38,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// When the server is full, say so on stderr at most this often.
 const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// The command line, checked.
-pub struct Config {
-    pub addr: String,
-    pub interval_ms: u64,
-    pub retry_ms: u64,
-    pub max_clients: usize,
-    pub quiet: bool,
-}
+pub use cli::Config;
 
 /// What every connection thread shares.
 pub struct Server {
@@ -72,18 +50,18 @@ pub struct Server {
 }
 
 fn main() -> ExitCode {
-    let config = match parse_args(env::args_os().skip(1)) {
-        Ok(Command::Run(config)) => config,
-        Ok(Command::Help) => {
-            say(USAGE);
+    let config = match cli::parse_args(env::args_os().skip(1)) {
+        Ok(cli::Command::Run(config)) => config,
+        Ok(cli::Command::Help) => {
+            say(cli::USAGE);
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Version) => {
+        Ok(cli::Command::Version) => {
             say(concat!("sse-clock ", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Err(reason) => {
-            eprintln!("sse-clock: {reason}\n{USAGE}");
+            eprintln!("sse-clock: {reason}\n{}", cli::USAGE);
             return ExitCode::from(2);
         }
     };
@@ -107,73 +85,6 @@ fn main() -> ExitCode {
 /// Prints a line on stdout; a closed stdout is no reason to panic.
 fn say(line: &str) {
     let _ = writeln!(io::stdout(), "{line}");
-}
-
-// ---------------------------------------------------------------------------
-// The command line
-// ---------------------------------------------------------------------------
-
-enum Command {
-    Run(Config),
-    Help,
-    Version,
-}
-
-fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
-    let mut config = Config {
-        addr: "127.0.0.1:8080".to_owned(),
-        interval_ms: 1000,
-        retry_ms: 3000,
-        max_clients: 1024,
-        quiet: false,
-    };
-    let mut args = args.map(|arg| {
-        arg.into_string()
-            .map_err(|_| "arguments must be UTF-8".to_owned())
-    });
-    while let Some(flag) = args.next() {
-        let flag = flag?;
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| Err(format!("{flag} needs a value")))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--quiet" => config.quiet = true,
-            "--addr" => config.addr = check_addr(value()?)?,
-            "--interval" => config.interval_ms = number(&flag, &value()?, 1..=DAY_MS)?,
-            "--retry" => config.retry_ms = number(&flag, &value()?, 0..=DAY_MS)?,
-            "--max-clients" => {
-                let max = number(&flag, &value()?, 1..=1_000_000)?;
-                config.max_clients = usize::try_from(max).map_err(|e| e.to_string())?;
-            }
-            _ => return Err(format!("unknown option {flag:?}")),
-        }
-    }
-    Ok(Command::Run(config))
-}
-
-/// A whole number within `range`, or a reason that names the flag.
-fn number(flag: &str, text: &str, range: RangeInclusive<u64>) -> Result<u64, String> {
-    match text.parse() {
-        Ok(number) if range.contains(&number) => Ok(number),
-        _ => Err(format!(
-            "{flag} takes a whole number from {} to {}, not {text:?}",
-            range.start(),
-            range.end()
-        )),
-    }
-}
-
-/// `HOST:PORT`, where HOST is an IP address (IPv6 in brackets) or a name.
-fn check_addr(addr: String) -> Result<String, String> {
-    match addr.to_socket_addrs().map(|mut resolved| resolved.next()) {
-        Ok(Some(_)) => Ok(addr),
-        _ => Err(format!(
-            "--addr takes HOST:PORT, such as 127.0.0.1:8080, not {addr:?}"
-        )),
-    }
 }
 
 fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {

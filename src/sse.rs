@@ -30,6 +30,7 @@
 //! `Last-Event-ID` first gets the ticks it missed (see `start_after`).
 
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,7 +58,8 @@ Connection: close\r\n\
 \r\n";
 
 /// A viewer that stops reading fills its socket buffer and then makes our
-/// write block; after this long the stream is dropped.
+/// write block; after a write has been blocked this long, the stream is
+/// dropped, and its thread with it.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The comment that opens every stream. Browsers ignore comment lines; it
@@ -172,6 +174,18 @@ pub const MAX_REPLAY: u64 = 300;
 
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The `retry:` one stream gets: a random time between `retry_ms` and 1.5 ×
+/// `retry_ms`. When the server restarts, every browser reconnects once its
+/// retry time is up; with one shared time they would all arrive in the same
+/// instant and overflow the accept queue, while spread over half the
+/// delay, they come a few at a time. The randomness is std's: every
+/// `RandomState` hashes with fresh keys (seeded from the system once per
+/// thread), which is plenty for spreading load, if not for secrets.
+pub fn jitter(retry_ms: u64) -> u64 {
+    let random = RandomState::new().build_hasher().finish();
+    retry_ms + random % (retry_ms / 2 + 1)
+}
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn unix_ms_now() -> u64 {
@@ -400,6 +414,7 @@ impl Drop for Viewer<'_> {
 pub struct StreamPlan {
     pub interval_ms: u64,
     pub retry_ms: u64,
+    pub write_timeout: Duration,
     pub start: Start,
 }
 
@@ -424,7 +439,7 @@ fn run_clock(
     clients: &AtomicUsize,
     events: &mut u64,
 ) -> io::Result<std::convert::Infallible> {
-    socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    socket.set_write_timeout(Some(stream.write_timeout))?;
     // Each block is one complete write, so Nagle's algorithm has nothing
     // to gain by holding a small block back; send it at once.
     socket.set_nodelay(true)?;
@@ -699,6 +714,19 @@ mod tests {
             stale,
             Start::Ignored("Last-Event-ID ignored: it is more than a day old")
         );
+    }
+
+    #[test]
+    fn retry_is_spread_over_half_again_the_configured_time() {
+        let draws: Vec<u64> = (0..200).map(|_| jitter(3000)).collect();
+        assert!(
+            draws.iter().all(|retry| (3000..=4500).contains(retry)),
+            "{draws:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(distinct.len() > 100, "spread, not one value: {distinct:?}");
+        assert_eq!(jitter(0), 0);
+        assert!((1..=1).contains(&jitter(1)));
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn the_page_is_served_with_its_length_and_type() {
 fn head_gets_the_same_head_and_no_body() {
     let server = Server::start(&[]);
     let get = server.get("/");
-    let head = server.exchange(b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let head = server.exchange(b"HEAD / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     assert_eq!(head, format!("{}\r\n\r\n", split(&get).0));
 }
 
@@ -79,7 +79,7 @@ fn other_methods_are_405_with_allow() {
             "{method}: {head}"
         );
         assert!(
-            head.contains("\r\nAllow: GET, HEAD\r\n"),
+            answer.contains("\r\nAllow: GET, HEAD\r\n"),
             "{method}: {head}"
         );
         assert_eq!(body, "405 Method Not Allowed\n");
@@ -169,7 +169,7 @@ fn http_1_0_without_host_and_absolute_form_targets_are_served() {
 }
 
 #[test]
-fn a_peer_that_closes_without_a_request_gets_nothing() {
+fn a_peer_that_closes_without_a_whole_request_gets_nothing() {
     let server = Server::start(&[]);
     let mut socket = server.connect();
     socket
@@ -179,7 +179,8 @@ fn a_peer_that_closes_without_a_request_gets_nothing() {
         .shutdown(std::net::Shutdown::Write)
         .expect("half-close");
     assert_eq!(read_to_close(&mut socket), "");
-    server.wait_for_log("\"-\" - 0 bytes");
+    // Nothing answered, nothing logged, and its thread is gone.
+    assert_eq!(server.stop_and_read_log(), "");
 }
 
 #[test]

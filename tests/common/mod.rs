@@ -28,9 +28,15 @@ impl Server {
     /// Starts `sse-clock --addr 127.0.0.1:0 ARGS...` and waits for its
     /// `Listening on http://HOST:PORT` line.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// The same, with environment variables set (the timeouts).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BINARY)
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -79,16 +85,23 @@ impl Server {
         socket
     }
 
-    /// Sends raw request bytes and reads the whole answer, up to the close.
+    /// Sends raw request bytes, then half-closes ("no more requests"), and
+    /// reads every answer up to the server's close.
     pub fn exchange(&self, request: &[u8]) -> String {
         let mut socket = self.connect();
         socket.write_all(request).expect("send request");
+        socket
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
         read_to_close(&mut socket)
     }
 
-    /// `GET path` with a Host field, answered in full.
+    /// `GET path` with `Connection: close`, answered in full.
     pub fn get(&self, path: &str) -> String {
-        self.exchange(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let mut socket = self.connect();
+        socket.write_all(request.as_bytes()).expect("send request");
+        read_to_close(&mut socket)
     }
 
     /// Everything the server has logged so far.
@@ -169,6 +182,34 @@ pub fn read_to_close(socket: &mut TcpStream) -> String {
         .read_to_end(&mut answer)
         .expect("read until the server closes");
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Reads one response with a `Content-Length` body from a connection that
+/// may carry more: the head (up to and including the blank line) and body.
+pub fn read_response(reader: &mut BufReader<TcpStream>) -> (String, String) {
+    read_answer(reader, true)
+}
+
+/// Reads one response to a HEAD request: a head whose `Content-Length`
+/// describes a body that is not sent.
+pub fn read_head_response(reader: &mut BufReader<TcpStream>) -> String {
+    read_answer(reader, false).0
+}
+
+fn read_answer(reader: &mut BufReader<TcpStream>, with_body: bool) -> (String, String) {
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        let read = reader.read_line(&mut head).expect("read a response head");
+        assert!(read > 0, "connection closed inside a head: {head:?}");
+    }
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .map_or(0, |length| length.parse().expect("a length"))
+        * usize::from(with_body);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("read the body");
+    (head, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Runs the binary with `args` to its exit, killing it after `TIMEOUT`.

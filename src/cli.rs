@@ -1,0 +1,128 @@
+//! The command line and the environment, read once at start-up into a
+//! checked `Config`. Parsed by hand from `std::env::args_os`: a mistake
+//! gets one line of reason, the usage, and exit status 2.
+
+use std::env;
+use std::ffi::OsString;
+use std::net::ToSocketAddrs;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::{http, sse};
+
+pub const USAGE: &str = "\
+usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-clients N] [--quiet]
+       sse-clock -h | --help | -V | --version
+
+  --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
+  --interval MS      time between clock events, 1 to 86400000 (default 1000)
+  --retry MS         how long browsers wait before reconnecting, 0 to 86400000 (default 3000)
+  --max-clients N    most connections open at once, 1 to 1000000 (default 1024)
+  --quiet            no log line on stderr for each request
+  -h, --help         print this help
+  -V, --version      print the version";
+
+/// A day in milliseconds: the longest interval or retry accepted.
+pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The command line, checked.
+pub struct Config {
+    pub addr: String,
+    pub interval_ms: u64,
+    pub retry_ms: u64,
+    pub max_clients: usize,
+    pub quiet: bool,
+    pub timeouts: Timeouts,
+}
+
+/// How long a peer may keep a thread waiting. The defaults are explained
+/// where they are defined; each can be shortened (or lengthened) through
+/// the environment, which is how the tests make them short:
+///
+/// | variable | default |
+/// | --- | --- |
+/// | `SSE_CLOCK_HEAD_TIMEOUT_MS` | [`http::HEAD_TIMEOUT`], 10 s |
+/// | `SSE_CLOCK_IDLE_TIMEOUT_MS` | [`http::IDLE_TIMEOUT`], 5 s |
+/// | `SSE_CLOCK_WRITE_TIMEOUT_MS` | [`sse::WRITE_TIMEOUT`], 10 s |
+pub struct Timeouts {
+    pub head: Duration,
+    pub idle: Duration,
+    pub write: Duration,
+}
+
+pub enum Command {
+    Run(Config),
+    Help,
+    Version,
+}
+
+pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut config = Config {
+        addr: "127.0.0.1:8080".to_owned(),
+        interval_ms: 1000,
+        retry_ms: 3000,
+        max_clients: 1024,
+        quiet: false,
+        timeouts: Timeouts {
+            head: env_ms("SSE_CLOCK_HEAD_TIMEOUT_MS", http::HEAD_TIMEOUT)?,
+            idle: env_ms("SSE_CLOCK_IDLE_TIMEOUT_MS", http::IDLE_TIMEOUT)?,
+            write: env_ms("SSE_CLOCK_WRITE_TIMEOUT_MS", sse::WRITE_TIMEOUT)?,
+        },
+    };
+    let mut args = args.map(|arg| {
+        arg.into_string()
+            .map_err(|_| "arguments must be UTF-8".to_owned())
+    });
+    while let Some(flag) = args.next() {
+        let flag = flag?;
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| Err(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--quiet" => config.quiet = true,
+            "--addr" => config.addr = check_addr(value()?)?,
+            "--interval" => config.interval_ms = number(&flag, &value()?, 1..=DAY_MS)?,
+            "--retry" => config.retry_ms = number(&flag, &value()?, 0..=DAY_MS)?,
+            "--max-clients" => {
+                let max = number(&flag, &value()?, 1..=1_000_000)?;
+                config.max_clients = usize::try_from(max).map_err(|e| e.to_string())?;
+            }
+            _ => return Err(format!("unknown option {flag:?}")),
+        }
+    }
+    Ok(Command::Run(config))
+}
+
+/// A whole number within `range`, or a reason that names the flag.
+fn number(flag: &str, text: &str, range: RangeInclusive<u64>) -> Result<u64, String> {
+    match text.parse() {
+        Ok(number) if range.contains(&number) => Ok(number),
+        _ => Err(format!(
+            "{flag} takes a whole number from {} to {}, not {text:?}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+/// `HOST:PORT`, where HOST is an IP address (IPv6 in brackets) or a name.
+fn check_addr(addr: String) -> Result<String, String> {
+    match addr.to_socket_addrs().map(|mut resolved| resolved.next()) {
+        Ok(Some(_)) => Ok(addr),
+        _ => Err(format!(
+            "--addr takes HOST:PORT, such as 127.0.0.1:8080, not {addr:?}"
+        )),
+    }
+}
+
+/// A duration in ms from the environment variable `name`, or `default`.
+fn env_ms(name: &str, default: Duration) -> Result<Duration, String> {
+    match env::var(name) {
+        Err(env::VarError::NotPresent) => Ok(default),
+        Ok(text) => number(name, &text, 1..=DAY_MS).map(Duration::from_millis),
+        Err(env::VarError::NotUnicode(_)) => Err(format!("{name} must be UTF-8")),
+    }
+}
