@@ -18,10 +18,12 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Server;
 use crate::request::{Head, RequestError, Version, read_head};
+use crate::slots::Connection;
 use crate::sse;
 
 /// The page, compiled into the binary so that the one file runs anywhere.
@@ -98,24 +100,27 @@ enum Reply {
 
 /// Serves one connection: requests one after another, answered in order
 /// (RFC 9112 section 9.3), until a response closes it, a stream takes it
-/// over, the client leaves, or it stays idle too long.
-pub fn serve(socket: TcpStream, peer: SocketAddr, server: &Server) {
+/// over, the client leaves, or it stays idle too long. While it waits for
+/// a request, its place may be reclaimed for a newcomer (see `slots.rs`).
+pub fn serve(connection: &Arc<Connection>, peer: SocketAddr, server: &Server) {
+    let socket = &connection.socket;
     let timeouts = &server.config.timeouts;
     let deadline = Instant::now() + timeouts.head;
     // One buffered reader for the whole connection: bytes of a pipelined
     // next request that arrive with this one wait in its buffer.
-    let mut reader = BufReader::new(Deadlined {
-        socket: &socket,
-        deadline,
-    });
+    let mut reader = BufReader::new(Deadlined { socket, deadline });
     loop {
         let started = Instant::now();
-        let (request_line, reply) = match read_head(&mut reader) {
-            Ok(head) => (head.request_line(), answer(&socket, head, server)),
+        let head = read_head(&mut reader);
+        if !server.slots.working(connection) {
+            break; // reclaimed while it waited: its socket is shut already
+        }
+        let (request_line, reply) = match head {
+            Ok(head) => (head.request_line(), answer(socket, head, server)),
             // The client closed (or the connection broke) between requests
             // or inside one: nobody is left to answer.
             Err(RequestError::Closed) => break,
-            Err(error) => ("-".to_owned(), answer_error(&socket, &error, None)),
+            Err(error) => ("-".to_owned(), answer_error(socket, &error, None)),
         };
         let keep_open = match reply {
             Reply::Sent {
@@ -128,20 +133,24 @@ pub fn serve(socket: TcpStream, peer: SocketAddr, server: &Server) {
             }
             Reply::Stream(plan) => {
                 drop(reader); // a stream keeps no request buffer
-                let end = sse::stream_clock(&socket, &plan, &server.streams);
+                let end = sse::stream_clock(socket, &plan, &server.streams);
                 let sent = format!("{} events ({})", end.events, end.reason());
                 log_request(server, peer, &request_line, "200", &sent, started);
                 break;
             }
         };
+        if !keep_open {
+            break;
+        }
         let answered = Instant::now();
-        if !keep_open || !wait_for_next_request(&mut reader, answered + timeouts.idle) {
+        server.slots.waiting(connection);
+        if !wait_for_next_request(&mut reader, answered + timeouts.idle) {
             break;
         }
         // The next head must be complete within HEAD_TIMEOUT of this answer.
         reader.get_mut().deadline = answered + timeouts.head;
     }
-    close_gently(&socket);
+    close_gently(socket);
 }
 
 /// Waits until the next request starts to arrive (or is already buffered,
@@ -341,32 +350,53 @@ fn write_response(
     Ok(body.len())
 }
 
-/// The answer for a connection that finds every `--max-clients` place
-/// taken, written by the accepting thread without reading the request:
+/// How long a newcomer to a full server has to send its request head.
+const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers a newcomer that found every `--max-clients` place at work, on
+/// one of a few extra threads, in a way that brings it back later rather
+/// than making it give up. A stream request gets a stream that ends at
+/// once, since an `EventSource` that gets any status but 200 stops for
+/// good, while one whose stream ends reconnects after `retry`:
 ///
 /// ```text
-/// HTTP/1.1 503 Service Unavailable\r\n
-/// Content-Type: text/plain; charset=utf-8\r\n
-/// Content-Length: 24\r\n
-/// X-Content-Type-Options: nosniff\r\n
-/// Retry-After: 5\r\n
-/// Connection: close\r\n
+/// HTTP/1.1 200 OK\r\n
+/// Content-Type: text/event-stream\r\n
+/// ...                                       (the usual stream head)
 /// \r\n
-/// 503 Service Unavailable\n
+/// : full, come back later\n
+/// retry: 3712\n
+/// \n
 /// ```
 ///
-/// The socket is switched to non-blocking first, so this can never stall
-/// the accept loop: a fresh socket's send buffer is empty and takes the
-/// whole answer at once, and if it ever did not, the answer is dropped.
-pub fn refuse_busy(socket: TcpStream) {
-    if socket.set_nonblocking(true).is_ok() {
-        let status = "503 Service Unavailable";
-        let body = format!("{status}\n");
-        let text = "text/plain; charset=utf-8";
-        let fields = "Retry-After: 5\r\nConnection: close\r\n";
-        let _ = write_response(&socket, status, fields, text, body.as_bytes(), true);
-        let _ = socket.shutdown(Shutdown::Write);
-    }
+/// Any other request gets `503 Service Unavailable` with `Retry-After: 5`.
+pub fn turn_away(socket: &TcpStream, peer: SocketAddr, server: &Server) {
+    let started = Instant::now();
+    let deadline = started + TURN_AWAY_HEAD_TIMEOUT;
+    let head = read_head(&mut BufReader::new(Deadlined { socket, deadline }));
+    let Ok(head) = head else {
+        return close_gently(socket);
+    };
+    let (status, sent) = match route(&head) {
+        Ok(Route::Events) => {
+            let mut block = sse::STREAM_HEAD.to_vec();
+            sse::encode_comment(&mut block, "full, come back later");
+            sse::encode_retry(&mut block, sse::jitter(server.config.retry_ms));
+            block.push(b'\n');
+            let _ = (&*socket).write_all(&block);
+            ("200", "0 events (full: told to retry)".to_owned())
+        }
+        _ => {
+            let status = "503 Service Unavailable";
+            let body = format!("{status}\n");
+            let text = "text/plain; charset=utf-8";
+            let fields = "Retry-After: 5\r\nConnection: close\r\n";
+            let sent = write_response(socket, status, fields, text, body.as_bytes(), true);
+            ("503", format!("{} bytes (full)", sent.unwrap_or(0)))
+        }
+    };
+    close_gently(socket);
+    log_request(server, peer, &head.request_line(), status, &sent, started);
 }
 
 /// Ends a connection without losing the last response, as RFC 9112 section

@@ -2,9 +2,9 @@
 //! HTTP/1.1 server, written to be read.
 //!
 //! Read it in this order:
-//! 1. `main.rs` (this file): binding the socket, the accept loop, the
-//!    connection cap, one thread per connection. (`cli.rs` reads the
-//!    command line into a `Config`.)
+//! 1. `main.rs` (this file): binding the socket, the accept loop, one
+//!    thread per connection. (`cli.rs` reads the command line into a
+//!    `Config`; `slots.rs` keeps the `--max-clients` places.)
 //! 2. `http.rs`: one connection: read the request in time, route it,
 //!    answer, close (RFC 9112, RFC 9110).
 //! 3. `request.rs`: parsing a request head within limits (RFC 9112).
@@ -14,6 +14,7 @@
 mod cli;
 mod http;
 mod request;
+mod slots;
 mod sse;
 
 use std::env;
@@ -24,6 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use slots::{Connection, Slots};
 
 /// Each connection thread's stack. A thread costs its stack in address
 /// space, but only the pages it touches in memory; ours never goes deep (no
@@ -38,6 +41,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// When the server is full, say so on stderr at most this often.
 const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// When every place is at work, up to this many extra threads read a
+/// newcomer's request and answer "come back later"; past that, newcomers
+/// are closed at once. So a full server answers politely, cheaply, and
+/// with at most this many threads more than `--max-clients`.
+const TURN_AWAY_THREADS: usize = 8;
+
 pub use cli::Config;
 
 /// What every connection thread shares.
@@ -45,8 +54,10 @@ pub struct Server {
     pub config: Config,
     /// Open `/events` streams: the number the `clients` event reports.
     pub streams: AtomicUsize,
-    /// Open connections of any kind, at most `config.max_clients`.
-    connections: AtomicUsize,
+    /// The `--max-clients` places, and which of them can be reclaimed.
+    pub slots: Slots,
+    /// Threads busy turning newcomers away, at most `TURN_AWAY_THREADS`.
+    turning_away: AtomicUsize,
 }
 
 fn main() -> ExitCode {
@@ -75,9 +86,10 @@ fn main() -> ExitCode {
     // Scripts and tests read this line to learn the real port.
     say(&format!("Listening on http://{addr}"));
     let server = Server {
+        slots: Slots::new(config.max_clients),
         config,
         streams: AtomicUsize::new(0),
-        connections: AtomicUsize::new(0),
+        turning_away: AtomicUsize::new(0),
     };
     accept_loop(&listener, &Arc::new(server))
 }
@@ -105,73 +117,108 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
 // ---------------------------------------------------------------------------
 
 /// Accepts connections for ever. The accepting thread does nothing slow: it
-/// takes a place for the connection and hands it to a thread of its own.
+/// finds the connection a place and hands it to a thread of its own.
 fn accept_loop(listener: &TcpListener, server: &Arc<Server>) -> ! {
     let mut busy_logged: Option<Instant> = None;
+    let mut failures = 0;
     loop {
         let (socket, peer) = match listener.accept() {
             Ok(accepted) => accepted,
             Err(error) => {
-                // Usually passing: out of file descriptors, or a peer that
-                // reset before we accepted. Log, pause, carry on.
-                log(server, &format!("accept failed: {error}"));
+                // Usually passing (out of file descriptors, a peer that
+                // reset before we accepted): log the first of a burst,
+                // pause so that a lasting failure cannot spin a core, go on.
+                if failures == 0 {
+                    log(
+                        server,
+                        &format!("accept failed: {error}; retrying every 100 ms"),
+                    );
+                }
+                failures += 1;
                 thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
         };
-        let Some(slot) = Slot::take(server) else {
-            if busy_logged.is_none_or(|at| at.elapsed() >= BUSY_LOG_EVERY) {
-                let max = server.config.max_clients;
-                log(
-                    server,
-                    &format!("{max} connections open (--max-clients); refusing new ones with 503"),
-                );
-                busy_logged = Some(Instant::now());
+        if failures > 0 {
+            log(
+                server,
+                &format!("accept works again after {failures} failures"),
+            );
+            failures = 0;
+        }
+        match server.slots.admit(socket) {
+            Ok(connection) => {
+                let place = Place {
+                    server: Arc::clone(server),
+                    connection,
+                };
+                spawn(server, peer, move || {
+                    http::serve(&place.connection, peer, &place.server)
+                });
             }
-            http::refuse_busy(socket);
-            continue;
-        };
-        spawn_connection(socket, peer, slot);
+            Err(socket) => {
+                if busy_logged.is_none_or(|at| at.elapsed() >= BUSY_LOG_EVERY) {
+                    let max = server.config.max_clients;
+                    log(
+                        server,
+                        &format!(
+                            "full: {max} connections at work (--max-clients); turning newcomers away"
+                        ),
+                    );
+                    busy_logged = Some(Instant::now());
+                }
+                turn_away(socket, peer, server);
+            }
+        }
     }
 }
 
-/// Starts the thread that serves one connection. If no thread can be had
-/// (out of memory or of threads), the connection is closed and the place
-/// given back, both by dropping the closure that would have owned them.
-fn spawn_connection(socket: TcpStream, peer: SocketAddr, slot: Slot) {
-    let server = Arc::clone(&slot.server);
-    let spawned = thread::Builder::new()
-        .stack_size(STACK_BYTES)
-        .spawn(move || http::serve(socket, peer, &slot.server));
+/// A full server answers a newcomer on one of a few extra threads; when
+/// those are all taken, the newcomer is closed at once (dropping the
+/// socket), which an `EventSource` takes as a reason to retry later.
+fn turn_away(socket: TcpStream, peer: SocketAddr, server: &Arc<Server>) {
+    let room = |busy: usize| (busy < TURN_AWAY_THREADS).then_some(busy + 1);
+    if server
+        .turning_away
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, room)
+        .is_ok()
+    {
+        let turner = TurnAway(Arc::clone(server));
+        spawn(server, peer, move || {
+            http::turn_away(&socket, peer, &turner.0)
+        });
+    }
+}
+
+/// Starts a thread for `work`. If no thread can be had (out of memory, or
+/// of threads), `work` is dropped unrun, and with it whatever it owns: the
+/// connection is closed and its place given back.
+fn spawn(server: &Server, peer: SocketAddr, work: impl FnOnce() + Send + 'static) {
+    let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
     if let Err(error) = spawned {
-        log(&server, &format!("{peer}: cannot start a thread: {error}"));
+        log(server, &format!("{peer}: cannot start a thread: {error}"));
     }
 }
 
-/// One of the `--max-clients` places, held by a connection's thread. The
-/// place is given back when the slot is dropped at the end of that thread,
-/// whichever way it ends: a panic unwinds through the drop too.
-struct Slot {
+/// A connection's place, held by its thread and given back when the thread
+/// ends, whichever way it ends: a panic unwinds through this drop too.
+struct Place {
     server: Arc<Server>,
+    connection: Arc<Connection>,
 }
 
-impl Slot {
-    fn take(server: &Arc<Server>) -> Option<Slot> {
-        let max = server.config.max_clients;
-        let room = |open: usize| (open < max).then_some(open + 1);
-        server
-            .connections
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, room)
-            .ok()?;
-        Some(Slot {
-            server: Arc::clone(server),
-        })
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.server.slots.leave(&self.connection);
     }
 }
 
-impl Drop for Slot {
+/// One of the `TURN_AWAY_THREADS`, given back when its thread ends.
+struct TurnAway(Arc<Server>);
+
+impl Drop for TurnAway {
     fn drop(&mut self) {
-        self.server.connections.fetch_sub(1, Ordering::SeqCst);
+        self.0.turning_away.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

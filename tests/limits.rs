@@ -1,43 +1,141 @@
-//! `--max-clients`: the cap on open connections, and what a connection
-//! past it gets.
+//! `--max-clients`: the cap on open connections. Connections that only wait
+//! (silent newcomers, idle keep-alive ones) give their place up to
+//! newcomers; when every place holds real work, newcomers are told to come
+//! back later, in a way that brings a browser back rather than losing it.
 
 mod common;
 
-use common::{EventStream, Server, read_to_close, wait_for};
+use std::io::{BufReader, Read, Write};
+
+use common::{EventStream, Server, read_head_response, read_to_close, wait_for};
+
+/// Opens a stream, trying again while the server answers "full".
+fn open_when_admitted(server: &Server) -> EventStream {
+    let admitted = wait_for(|| {
+        let mut stream = EventStream::open(server, "/events");
+        let opening = stream.next_block();
+        let full = opening.get("") == Some("full, come back later");
+        (!full).then_some(stream)
+    });
+    admitted.expect("a place for a viewer")
+}
+
+fn stream_ticks(stream: &mut EventStream, count: u64, interval: u64) {
+    let (first, _) = stream.next_tick();
+    for k in 1..=count {
+        assert_eq!(
+            stream.next_tick().0,
+            first + k * interval,
+            "every tick, in order"
+        );
+    }
+}
 
 #[test]
-fn a_connection_past_the_cap_gets_503_and_the_streams_go_on() {
-    let server = Server::start(&["--interval", "50", "--max-clients", "2"]);
+fn a_full_server_tells_a_stream_to_retry_and_a_page_request_503() {
+    let server = Server::start(&["--interval", "50", "--max-clients", "2", "--retry", "1000"]);
     let mut first = EventStream::open(&server, "/events");
     let mut second = EventStream::open(&server, "/events");
     first.next_tick();
     second.next_tick();
 
-    // The third is answered at once, before it even sends a request.
-    let answer = read_to_close(&mut server.connect());
+    // A stream request gets a 200 stream that ends at once after a retry
+    // block: an EventSource comes back after `retry`, where a 503 would
+    // make it give up for good.
+    let mut turned = EventStream::open(&server, "/events");
+    assert!(
+        turned
+            .head
+            .starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+    );
+    let block = turned.next_block();
+    assert_eq!(block.get(""), Some("full, come back later"));
+    let retry: u64 = block.get("retry").expect("a retry").parse().expect("ms");
+    assert!((1000..=1500).contains(&retry), "retry {retry}");
+    let mut socket = turned.socket().try_clone().expect("clone");
+    assert_eq!(read_to_close(&mut socket), "", "and then the stream ends");
+
+    let answer = server.get("/");
     assert!(
         answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
         "{answer}"
     );
     assert!(answer.contains("\r\nRetry-After: 5\r\n"), "{answer}");
-    server.wait_for_log("refusing new ones with 503");
+    server.wait_for_log("turning newcomers away");
 
-    let (before, _) = first.next_tick();
-    assert_eq!(
-        first.next_tick().0,
-        before + 50,
-        "existing streams keep every tick"
-    );
-    second.next_tick();
+    stream_ticks(&mut first, 5, 50);
+    stream_ticks(&mut second, 5, 50);
 
-    // A place is given back when a connection ends.
+    // A place is given back when a stream ends.
     drop(second);
-    let third = wait_for(|| {
-        let stream = EventStream::open(&server, "/events");
-        stream
-            .head
-            .starts_with("HTTP/1.1 200 OK\r\n")
-            .then_some(stream)
-    });
-    assert!(third.is_some(), "a freed place is taken by the next viewer");
+    stream_ticks(&mut open_when_admitted(&server), 2, 50);
+}
+
+#[test]
+fn silent_connections_give_their_places_to_newcomers_oldest_first() {
+    let server = Server::start(&["--interval", "50", "--max-clients", "4"]);
+    let mut silent: Vec<_> = (0..6).map(|_| server.connect()).collect();
+    // Six arrived for four places: the two that waited longest were closed
+    // to make room. Their reads see the end, with no answer.
+    for (i, socket) in silent.iter_mut().enumerate().take(2) {
+        assert_eq!(
+            read_to_close(socket),
+            "",
+            "silent connection {i} was reclaimed"
+        );
+    }
+    // Real requests still get in, each reclaiming another silent place.
+    let answer = server.get("/");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let mut stream = EventStream::open(&server, "/events");
+    stream_ticks(&mut stream, 3, 50);
+    assert_eq!(
+        read_to_close(&mut silent[2]),
+        "",
+        "the oldest left was reclaimed"
+    );
+
+    // Threads stay bounded: one per place, plus the accepting thread.
+    let settled = wait_for(|| (server.threads() <= 5).then_some(()));
+    assert!(
+        settled.is_some(),
+        "{} threads for 4 places",
+        server.threads()
+    );
+}
+
+#[test]
+fn an_idle_keep_alive_connection_gives_its_place_up_too() {
+    let server = Server::start(&["--interval", "50", "--max-clients", "1"]);
+    let mut idle = server.connect();
+    idle.write_all(b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("send");
+    let mut reader = BufReader::new(idle.try_clone().expect("clone"));
+    read_head_response(&mut reader);
+    // Answered and now idle (as soon as its thread says so): the next
+    // newcomer takes its place.
+    let mut stream = open_when_admitted(&server);
+    stream_ticks(&mut stream, 3, 50);
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).expect("read to the close");
+    assert_eq!(rest, "", "the idle connection was closed");
+}
+
+#[test]
+fn a_flood_of_silent_connections_keeps_threads_bounded() {
+    let server = Server::start(&["--max-clients", "10"]);
+    let flood: Vec<_> = (0..300).map(|_| server.connect()).collect();
+    let answer = server.get("/");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n"),
+        "a real request gets in: {answer}"
+    );
+    let settled = wait_for(|| (server.threads() <= 11).then_some(()));
+    assert!(
+        settled.is_some(),
+        "{} threads for 10 places",
+        server.threads()
+    );
+    drop(flood);
+    server.wait_until_idle();
 }
