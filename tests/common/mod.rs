@@ -123,7 +123,12 @@ impl Server {
 
     /// Waits until a log line contains `needle`, and returns that line.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let found = wait_for(|| {
+        self.wait_for_log_within(needle, TIMEOUT)
+    }
+
+    /// The same, for a longer (or shorter) time than `TIMEOUT`.
+    pub fn wait_for_log_within(&self, needle: &str, time: Duration) -> String {
+        let found = wait_for_within(time, || {
             self.log()
                 .lines()
                 .find(|line| line.contains(needle))
@@ -162,8 +167,13 @@ impl Drop for Server {
 }
 
 /// Polls `check` every few ms until it returns something, for `TIMEOUT`.
-pub fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + TIMEOUT;
+pub fn wait_for<T>(check: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_for_within(TIMEOUT, check)
+}
+
+/// Polls `check` every few ms until it returns something, for `time`.
+pub fn wait_for_within<T>(time: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + time;
     loop {
         if let Some(found) = check() {
             return Some(found);
