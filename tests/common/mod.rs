@@ -33,10 +33,27 @@ impl Server {
 
     /// The same, with environment variables set (the timeouts).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        command
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Server::launch(command)
+    }
+
+    /// The same, allowed only `limit` open file descriptors (set by a
+    /// shell's `ulimit -n`, which then becomes the server with `exec`).
+    pub fn start_with_fd_limit(args: &[&str], limit: u32) -> Server {
+        let mut command = Command::new("bash");
+        let script = format!("ulimit -n {limit} && exec \"$0\" \"$@\"");
+        command
+            .args(["-c", &script, BINARY, "--addr", "127.0.0.1:0"])
+            .args(args);
+        Server::launch(command)
+    }
+
+    fn launch(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -146,6 +163,19 @@ impl Server {
             .find(|line| line.starts_with("Threads:"))
             .expect("Threads line");
         line["Threads:".len()..].trim().parse().expect("a number")
+    }
+
+    /// CPU time the server has used so far, in clock ticks (1/100 s on
+    /// Linux): user plus system time, from `/proc/<pid>/stat`.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc stat");
+        // The fields after the parenthesised command name; utime and stime
+        // are fields 14 and 15 of the whole line, 12 and 13 of these.
+        let after_name = stat.rsplit_once(") ").expect("a command name").1;
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        let ticks = |at: usize| fields[at].parse::<u64>().expect("a tick count");
+        ticks(11) + ticks(12)
     }
 
     /// Waits until the server runs only its accepting thread again.
