@@ -165,6 +165,21 @@ impl Server {
         line["Threads:".len()..].trim().parse().expect("a number")
     }
 
+    /// The server's resident memory in KiB, from `/proc/<pid>/status`.
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .expect("VmRSS line");
+        line["VmRSS:".len()..]
+            .trim()
+            .trim_end_matches(" kB")
+            .parse()
+            .expect("a number")
+    }
+
     /// CPU time the server has used so far, in clock ticks (1/100 s on
     /// Linux): user plus system time, from `/proc/<pid>/stat`.
     pub fn cpu_ticks(&self) -> u64 {
