@@ -38,6 +38,12 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// it is closed. Browsers reuse a connection within moments or not at all.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The buffer a connection reads its request heads through. A browser's
+/// head is well under 1 KiB; a longer one (up to `MAX_HEAD_BYTES`) just
+/// takes more reads. Small, because every connection has one while it
+/// waits, and a large freed buffer stays in the process's memory.
+const READ_BUFFER_BYTES: usize = 1024;
+
 /// How long a closing connection waits for the client to close its side.
 pub const LINGER: Duration = Duration::from_secs(2);
 
@@ -108,7 +114,7 @@ pub fn serve(connection: &Arc<Connection>, peer: SocketAddr, server: &Server) {
     let deadline = Instant::now() + timeouts.head;
     // One buffered reader for the whole connection: bytes of a pipelined
     // next request that arrive with this one wait in its buffer.
-    let mut reader = BufReader::new(Deadlined { socket, deadline });
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, Deadlined { socket, deadline });
     loop {
         let started = Instant::now();
         let head = read_head(&mut reader);
@@ -284,7 +290,7 @@ impl Read for Deadlined<'_> {
 
 /// Reads from `socket`, waiting until `deadline` at the latest; running
 /// out of time is an error of kind `TimedOut`.
-pub fn read_before(mut socket: &TcpStream, deadline: Instant, buf: &mut [u8]) -> io::Result<usize> {
+fn read_before(mut socket: &TcpStream, deadline: Instant, buf: &mut [u8]) -> io::Result<usize> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::ErrorKind::TimedOut.into());

@@ -31,15 +31,13 @@
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Datelike, Timelike};
-
-use crate::http::read_before;
 
 /// The response head that starts every stream (RFC 9112 section 4 for the
 /// status line, section 5 for the fields):
@@ -62,11 +60,6 @@ Connection: close\r\n\
 /// write block; after a write has been blocked this long, the stream is
 /// dropped, and its thread with it.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How much earlier than an eighth of the wait a stream stops listening for
-/// its viewer's hang-up, to cover the coarse timer's last slot: two ticks
-/// of the slowest common kernel clock (100 Hz). See `wait_until`.
-const LISTEN_MARGIN: Duration = Duration::from_millis(20);
 
 /// The comment that opens every stream. Browsers ignore comment lines; it
 /// is there for people who watch the stream with `curl -N`.
@@ -440,7 +433,7 @@ pub fn stream_clock(socket: &TcpStream, plan: &StreamPlan, clients: &AtomicUsize
 }
 
 fn run_clock(
-    mut socket: &TcpStream,
+    socket: &TcpStream,
     stream: &StreamPlan,
     clients: &AtomicUsize,
     events: &mut u64,
@@ -449,6 +442,9 @@ fn run_clock(
     // Each block is one complete write, so Nagle's algorithm has nothing
     // to gain by holding a small block back; send it at once.
     socket.set_nodelay(true)?;
+    // Reads only look whether the viewer has left, without waiting (see
+    // `viewer_left`); writes that cannot finish at once wait (see `send`).
+    socket.set_nonblocking(true)?;
     let (schedule, mut k, note) = plan(
         &stream.start,
         stream.interval_ms,
@@ -470,7 +466,10 @@ fn run_clock(
 
     loop {
         let due = |k| schedule.due(k).ok_or(io::ErrorKind::InvalidInput);
-        wait_until(socket, due(k)?)?;
+        thread::sleep(due(k)?.saturating_duration_since(Instant::now()));
+        if viewer_left(socket)? {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
         // Every tick that is due goes into this write: one when live, a
         // burst when replaying what a resumed viewer missed.
         let mut ticks = 0;
@@ -489,38 +488,52 @@ fn run_clock(
             clients_sent = now_open;
             encode_clients(&mut block, now_open, &mut text);
         }
-        socket.write_all(&block)?;
+        send(socket, &block)?;
         block.clear();
         *events += ticks;
     }
 }
 
-/// Waits until `due` in two steps. First it listens: an `EventSource`
-/// sends nothing after its request, so the only thing a read can bring is
-/// the end, 0 bytes, and then the viewer has left and the stream ends at
-/// once rather than at its next write (stray bytes are read and ignored).
-/// Then it sleeps, precisely, for the last stretch.
+/// Has the viewer closed the connection? An `EventSource` sends nothing
+/// after its request, so the only thing a read can bring is the end: 0
+/// bytes. The socket is non-blocking, so the read returns at once, with
+/// `WouldBlock` while the viewer is still there. Stray bytes a client does
+/// send are read and ignored, a few at a time.
 ///
-/// Why not just listen until `due`: a read's timeout is kept by the
-/// kernel's coarse timer wheel, which can fire up to an eighth of the wait
-/// late (ticks came 5 to 30 ms late at 1 s intervals, measured), while
-/// `thread::sleep` uses a high-resolution timer. So the read stops listening
-/// an eighth of the wait plus `LISTEN_MARGIN` early, and the sleep keeps
-/// the time.
-fn wait_until(socket: &TcpStream, due: Instant) -> io::Result<()> {
-    let left = due.saturating_duration_since(Instant::now());
-    let stop_listening = due - (left / 8 + LISTEN_MARGIN).min(left);
+/// Looking once per tick, just before the write, costs one system call and
+/// finds a viewer that left within one interval. (Waiting in a read until
+/// the tick is due would notice it at once, but a read's timeout is kept by
+/// the kernel's coarse timer wheel, which fired ticks 5 to 30 ms late at 1 s
+/// intervals, measured; `thread::sleep` uses a high-resolution timer.)
+fn viewer_left(mut socket: &TcpStream) -> io::Result<bool> {
     let mut ignored = [0u8; 64];
-    loop {
-        match read_before(socket, stop_listening, &mut ignored) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+    for _ in 0..16 {
+        match socket.read(&mut ignored) {
+            Ok(0) => return Ok(true),
             Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => break,
             Err(e) => return Err(e),
         }
     }
-    thread::sleep(due.saturating_duration_since(Instant::now()));
+    Ok(false)
+}
+
+/// Hands a block to the socket in one write. The socket is non-blocking, so
+/// when the viewer's buffers are too full to take it all, the rest is
+/// written in blocking mode, where the write timeout applies: a viewer that
+/// has stopped reading is dropped once a write has waited that long.
+fn send(mut socket: &TcpStream, block: &[u8]) -> io::Result<()> {
+    let written = match socket.write(block) {
+        Ok(written) => written,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    if let Some(rest) = block.get(written..).filter(|rest| !rest.is_empty()) {
+        socket.set_nonblocking(false)?;
+        socket.write_all(rest)?;
+        socket.set_nonblocking(true)?;
+    }
     Ok(())
 }
 
