@@ -18,6 +18,17 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// The most field lines one head may carry.
 pub const MAX_FIELDS: usize = 100;
 
+/// The only fields this server acts on. A browser sends a dozen more
+/// (cookies, user agent, languages); they are checked like any field, but
+/// not kept, so a stream holds no copy of them for its whole life.
+pub const FIELDS_READ: [&str; 5] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "last-event-id",
+];
+
 // ---------------------------------------------------------------------------
 // What a request can get wrong
 // ---------------------------------------------------------------------------
@@ -100,8 +111,9 @@ pub struct Head {
     pub method: String,
     pub target: String,
     pub version: Version,
-    /// Field names and values, in order, values trimmed of surrounding
-    /// whitespace. Names compare without regard to case (RFC 9110 5.1).
+    /// The fields this server reads (`FIELDS_READ`), in order, values
+    /// trimmed of surrounding whitespace. Names compare without regard to
+    /// case (RFC 9110 5.1). Every other field is checked, then skipped.
     pub fields: Vec<(String, String)>,
     /// The length of the body that follows the head, from `Content-Length`
     /// (0 without one).
@@ -141,7 +153,9 @@ impl Head {
 /// a pipelined request) stay unread.
 pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
     let mut budget = MAX_HEAD_BYTES;
-    let mut line = Vec::new();
+    // Sized once for a typical line, and the fields for the ones we keep,
+    // so that reading a head rarely grows (and so frees) a buffer.
+    let mut line = Vec::with_capacity(256);
     // Section 2.2: a server SHOULD ignore empty lines received before the
     // request line (some old clients send a CRLF after a POST body).
     while line.is_empty() {
@@ -151,16 +165,25 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
         })?;
     }
     let (method, target, version) = parse_request_line(&line)?;
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(FIELDS_READ.len());
+    let mut field_count = 0;
     loop {
         read_line(reader, &mut budget, &mut line)?;
         if line.is_empty() {
             break;
         }
-        if fields.len() == MAX_FIELDS {
+        field_count += 1;
+        if field_count > MAX_FIELDS {
             return Err(RequestError::HeadTooLarge);
         }
-        fields.push(parse_field_line(&line)?);
+        let (name, value) = parse_field_line(&line)?;
+        if FIELDS_READ
+            .iter()
+            .any(|read| name.eq_ignore_ascii_case(read.as_bytes()))
+        {
+            let text = |bytes| String::from_utf8_lossy(bytes).into_owned();
+            fields.push((text(name), text(value)));
+        }
     }
     let mut head = Head {
         method,
@@ -241,7 +264,7 @@ fn parse_version(text: &[u8]) -> Result<Version, RequestError> {
 }
 
 /// `field-line = field-name ":" OWS field-value OWS` (section 5).
-fn parse_field_line(line: &[u8]) -> Result<(String, String), RequestError> {
+fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     // Section 5.2: a line that starts with whitespace continues the one
     // before it ("obsolete line folding"); a server may reject it with 400.
     if let [b' ' | b'\t', ..] = line {
@@ -270,8 +293,7 @@ fn parse_field_line(line: &[u8]) -> Result<(String, String), RequestError> {
     {
         return Err(RequestError::Malformed("control byte in a field value"));
     }
-    let text = |bytes| String::from_utf8_lossy(bytes).into_owned();
-    Ok((text(name), text(value)))
+    Ok((name, value))
 }
 
 /// Section 3.2: a server MUST answer 400 to an HTTP/1.1 request without a
@@ -360,8 +382,13 @@ Cache-Control: no-cache\r\n\
         assert_eq!(head.target, "/events");
         assert_eq!(head.version, Version::Http11);
         assert_eq!(
-            head.field_values("accept").collect::<Vec<_>>(),
-            ["text/event-stream"]
+            head.field_values("host").collect::<Vec<_>>(),
+            ["127.0.0.1:8080"]
+        );
+        assert_eq!(
+            head.field_values("accept").count(),
+            0,
+            "not a field we read: checked, not kept"
         );
         assert_eq!(head.request_line(), "GET /events HTTP/1.1");
     }

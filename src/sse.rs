@@ -61,6 +61,10 @@ Connection: close\r\n\
 /// dropped, and its thread with it.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the first write of a stream takes: the response head (133 bytes),
+/// the opening block (about 110) and tick 0 (about 55), with room to spare.
+const FIRST_WRITE_BYTES: usize = 512;
+
 /// The comment that opens every stream. Browsers ignore comment lines; it
 /// is there for people who watch the stream with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
@@ -318,11 +322,20 @@ fn plan(
 }
 
 /// The text of an event's fields, kept from tick to tick so that a stream
-/// allocates nothing per tick once the strings have grown to size.
-#[derive(Default)]
+/// allocates nothing per tick. Sized once for the longest text a tick
+/// holds (a 13-digit id, a 24-character time), so it never grows.
 struct Scratch {
     id: String,
     data: String,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            id: String::with_capacity(24),
+            data: String::with_capacity(32),
+        }
+    }
 }
 
 /// Appends the clock tick due at `tick_ms` to `out`: its id is that Unix
@@ -451,7 +464,9 @@ fn run_clock(
         Instant::now(),
         unix_ms_now(),
     );
-    let mut block = Vec::with_capacity(256);
+    // Room for the first write (head, opening block, tick 0) at once, so
+    // the buffer does not grow in the steady state; a replay grows it.
+    let mut block = Vec::with_capacity(FIRST_WRITE_BYTES);
     let mut text = Scratch::default();
 
     // The first write: response head, then the opening block.
