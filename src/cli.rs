@@ -44,10 +44,12 @@ pub struct Config {
 /// | `SSE_CLOCK_HEAD_TIMEOUT_MS` | [`http::HEAD_TIMEOUT`], 10 s |
 /// | `SSE_CLOCK_IDLE_TIMEOUT_MS` | [`http::IDLE_TIMEOUT`], 5 s |
 /// | `SSE_CLOCK_WRITE_TIMEOUT_MS` | [`sse::WRITE_TIMEOUT`], 10 s |
+/// | `SSE_CLOCK_KEEP_ALIVE_MS` | [`sse::KEEP_ALIVE`], 15 s (a period, not a timeout) |
 pub struct Timeouts {
     pub head: Duration,
     pub idle: Duration,
     pub write: Duration,
+    pub keep_alive: Duration,
 }
 
 pub enum Command {
@@ -67,6 +69,7 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
             head: env_ms("SSE_CLOCK_HEAD_TIMEOUT_MS", http::HEAD_TIMEOUT)?,
             idle: env_ms("SSE_CLOCK_IDLE_TIMEOUT_MS", http::IDLE_TIMEOUT)?,
             write: env_ms("SSE_CLOCK_WRITE_TIMEOUT_MS", sse::WRITE_TIMEOUT)?,
+            keep_alive: env_ms("SSE_CLOCK_KEEP_ALIVE_MS", sse::KEEP_ALIVE)?,
         },
     };
     let mut args = args.map(|arg| {

@@ -202,6 +202,7 @@ fn answer(socket: &TcpStream, head: Head, server: &Server) -> Reply {
             interval_ms: server.config.interval_ms,
             retry_ms: sse::jitter(server.config.retry_ms),
             write_timeout: server.config.timeouts.write,
+            keep_alive: server.config.timeouts.keep_alive,
             start: sse::start_after(head.field_values("last-event-id"), sse::unix_ms_now()),
         }),
         Err(error) => answer_error(socket, &error, Some(&head)),

@@ -65,6 +65,19 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the opening block (about 110) and tick 0 (about 55), with room to spare.
 const FIRST_WRITE_BYTES: usize = 512;
 
+/// Proxies and load balancers close a connection that has been quiet for a
+/// while (nginx after 60 s, many cloud balancers after 60 s or less). When
+/// ticks are further apart than this, the stream sends a comment line this
+/// often in between, which browsers ignore:
+///
+/// ```text
+/// : keep-alive\n
+/// \n
+/// ```
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
 /// The comment that opens every stream. Browsers ignore comment lines; it
 /// is there for people who watch the stream with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
@@ -427,6 +440,7 @@ pub struct StreamPlan {
     pub interval_ms: u64,
     pub retry_ms: u64,
     pub write_timeout: Duration,
+    pub keep_alive: Duration,
     pub start: Start,
 }
 
@@ -479,8 +493,19 @@ fn run_clock(
     let mut clients_sent = clients.load(Ordering::SeqCst);
     encode_clients(&mut block, clients_sent, &mut text);
 
+    let mut written = Instant::now();
     loop {
         let due = |k| schedule.due(k).ok_or(io::ErrorKind::InvalidInput);
+        // While the next tick is further off than the keep-alive period,
+        // a comment every period shows proxies the connection is alive.
+        while due(k)?.saturating_duration_since(written) > stream.keep_alive {
+            written += stream.keep_alive;
+            thread::sleep(written.saturating_duration_since(Instant::now()));
+            if viewer_left(socket)? {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            send(socket, KEEP_ALIVE_COMMENT)?;
+        }
         thread::sleep(due(k)?.saturating_duration_since(Instant::now()));
         if viewer_left(socket)? {
             return Err(io::ErrorKind::UnexpectedEof.into());
@@ -504,6 +529,7 @@ fn run_clock(
             encode_clients(&mut block, now_open, &mut text);
         }
         send(socket, &block)?;
+        written = Instant::now();
         block.clear();
         *events += ticks;
     }

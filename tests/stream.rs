@@ -211,3 +211,34 @@ fn the_stream_ends_only_when_the_viewer_closes() {
     read_to_close(&mut socket);
     server.wait_for_log("(viewer left)");
 }
+
+#[test]
+fn long_intervals_get_a_keep_alive_comment_every_period_between_ticks() {
+    let env = [("SSE_CLOCK_KEEP_ALIVE_MS", "100")];
+    let server = Server::start_with_env(&["--interval", "350"], &env);
+    let mut stream = EventStream::open(&server, "/events");
+    stream.next_block();
+    let (first, _) = stream.next_tick();
+    // 350 ms between ticks, a keep-alive every 100 ms: three in between.
+    for _ in 0..3 {
+        let block = stream.next_block();
+        assert_eq!(block.0, [(String::new(), "keep-alive".to_owned())]);
+    }
+    assert_eq!(
+        stream.next_tick().0,
+        first + 350,
+        "the tick stays on schedule"
+    );
+}
+
+#[test]
+fn intervals_within_the_keep_alive_period_get_no_comments() {
+    let env = [("SSE_CLOCK_KEEP_ALIVE_MS", "100")];
+    let server = Server::start_with_env(&["--interval", "100"], &env);
+    let mut stream = EventStream::open(&server, "/events");
+    stream.next_block();
+    for _ in 0..5 {
+        let block = stream.next_block();
+        assert!(block.get("id").is_some(), "only ticks: {block:?}");
+    }
+}
