@@ -11,13 +11,16 @@ use std::time::Duration;
 use crate::{http, sse};
 
 pub const USAGE: &str = "\
-usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-clients N] [--quiet]
+usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-clients N]
+                 [--allow-origin ORIGIN]... [--quiet]
        sse-clock -h | --help | -V | --version
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
   --interval MS      time between clock events, 1 to 86400000 (default 1000)
   --retry MS         how long browsers wait before reconnecting, 0 to 86400000 (default 3000)
   --max-clients N    most connections open at once, 1 to 1000000 (default 1024)
+  --allow-origin O   let pages from origin O (such as https://example.org) subscribe
+                     to /events from another origin; repeatable, or * for any
   --quiet            no log line on stderr for each request
   -h, --help         print this help
   -V, --version      print the version";
@@ -32,6 +35,9 @@ pub struct Config {
     pub retry_ms: u64,
     pub max_clients: usize,
     pub quiet: bool,
+    /// Origins whose pages may subscribe to `/events` from another origin
+    /// (`--allow-origin`, repeatable; `*` for any).
+    pub allow_origins: Vec<String>,
     pub timeouts: Timeouts,
 }
 
@@ -65,6 +71,7 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
         retry_ms: 3000,
         max_clients: 1024,
         quiet: false,
+        allow_origins: Vec::new(),
         timeouts: Timeouts {
             head: env_ms("SSE_CLOCK_HEAD_TIMEOUT_MS", http::HEAD_TIMEOUT)?,
             idle: env_ms("SSE_CLOCK_IDLE_TIMEOUT_MS", http::IDLE_TIMEOUT)?,
@@ -93,6 +100,7 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
                 let max = number(&flag, &value()?, 1..=1_000_000)?;
                 config.max_clients = usize::try_from(max).map_err(|e| e.to_string())?;
             }
+            "--allow-origin" => config.allow_origins.push(check_origin(value()?)?),
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }
@@ -117,6 +125,28 @@ fn check_addr(addr: String) -> Result<String, String> {
         Ok(Some(_)) => Ok(addr),
         _ => Err(format!(
             "--addr takes HOST:PORT, such as 127.0.0.1:8080, not {addr:?}"
+        )),
+    }
+}
+
+/// `*`, or a serialized origin: `http` or `https`, `://`, a host and an
+/// optional port, nothing after (RFC 6454 section 6.1), as browsers send it
+/// in the `Origin` field.
+fn check_origin(origin: String) -> Result<String, String> {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let valid = origin == "*"
+        || authority.is_some_and(|authority| {
+            !authority.is_empty()
+                && authority
+                    .bytes()
+                    .all(|byte| byte.is_ascii_graphic() && !b"/?#,@".contains(&byte))
+        });
+    match valid {
+        true => Ok(origin),
+        false => Err(format!(
+            "--allow-origin takes * or an origin such as https://example.org, not {origin:?}"
         )),
     }
 }

@@ -203,9 +203,37 @@ fn answer(socket: &TcpStream, head: Head, server: &Server) -> Reply {
             retry_ms: sse::jitter(server.config.retry_ms),
             write_timeout: server.config.timeouts.write,
             keep_alive: server.config.timeouts.keep_alive,
+            extra_fields: cors_fields(&server.config.allow_origins, &head),
             start: sse::start_after(head.field_values("last-event-id"), sse::unix_ms_now()),
         }),
         Err(error) => answer_error(socket, &error, Some(&head)),
+    }
+}
+
+/// The CORS fields of a stream's answer (Fetch standard, "CORS protocol").
+/// A page on another origin may read the stream only if the answer names
+/// that page's origin, which the browser sent in `Origin`:
+///
+/// ```text
+/// Access-Control-Allow-Origin: https://example.org\r\n
+/// Vary: Origin\r\n
+/// ```
+///
+/// With `--allow-origin *` the field says `*`, for any page. With a list,
+/// an origin on the list is named and any other is not, and `Vary: Origin`
+/// tells caches that the answer depends on who asked. Without the option,
+/// no CORS fields: browsers then keep other origins' pages out.
+fn cors_fields(allowed: &[String], head: &Head) -> String {
+    if allowed.is_empty() {
+        return String::new();
+    }
+    if allowed.iter().any(|origin| origin == "*") {
+        return "Access-Control-Allow-Origin: *\r\n".to_owned();
+    }
+    let origin = head.field_values("origin").next().unwrap_or_default();
+    match allowed.iter().find(|allowed| *allowed == origin) {
+        Some(allowed) => format!("Access-Control-Allow-Origin: {allowed}\r\nVary: Origin\r\n"),
+        None => "Vary: Origin\r\n".to_owned(),
     }
 }
 

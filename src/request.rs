@@ -21,12 +21,13 @@ pub const MAX_FIELDS: usize = 100;
 /// The only fields this server acts on. A browser sends a dozen more
 /// (cookies, user agent, languages); they are checked like any field, but
 /// not kept, so a stream holds no copy of them for its whole life.
-pub const FIELDS_READ: [&str; 5] = [
+pub const FIELDS_READ: [&str; 6] = [
     "host",
     "connection",
     "content-length",
     "transfer-encoding",
     "last-event-id",
+    "origin",
 ];
 
 // ---------------------------------------------------------------------------

@@ -441,6 +441,9 @@ pub struct StreamPlan {
     pub retry_ms: u64,
     pub write_timeout: Duration,
     pub keep_alive: Duration,
+    /// Field lines to add to the response head, each ending in CRLF
+    /// (the CORS fields, or nothing).
+    pub extra_fields: String,
     pub start: Start,
 }
 
@@ -483,8 +486,11 @@ fn run_clock(
     let mut block = Vec::with_capacity(FIRST_WRITE_BYTES);
     let mut text = Scratch::default();
 
-    // The first write: response head, then the opening block.
-    block.extend_from_slice(STREAM_HEAD);
+    // The first write: response head (with any extra fields before the
+    // blank line that ends it), then the opening block.
+    block.extend_from_slice(STREAM_HEAD.strip_suffix(b"\r\n").unwrap_or(STREAM_HEAD));
+    block.extend_from_slice(stream.extra_fields.as_bytes());
+    block.extend_from_slice(b"\r\n");
     encode_comment(&mut block, GREETING);
     if let Some(note) = note {
         encode_comment(&mut block, &note);

@@ -75,6 +75,37 @@ fn the_page_ticks_counts_clients_and_resumes_across_a_restart_without_loss() {
     assert!(replayed >= 10, "ticks after the restart: {replayed}");
 }
 
+#[test]
+fn a_page_on_an_allowed_origin_subscribes_across_origins_and_others_cannot() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let port = free_port();
+    let allowed = format!("http://localhost:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let _server = Server::start(&[
+        "--addr",
+        &addr,
+        "--interval",
+        "200",
+        "--allow-origin",
+        &allowed,
+    ]);
+
+    // A page from http://localhost:PORT reads http://127.0.0.1:PORT/events.
+    browser.navigate(&format!("{allowed}/"));
+    browser.subscribe(&format!("http://{addr}/events"));
+    let got = browser.wait_for_subscription(|data, _| data.ends_with('Z'));
+    assert!(got.0.contains('T'), "a clock value across origins: {got:?}");
+
+    // A page from http://127.0.0.1:PORT, not on the list, is refused: the
+    // browser gets no Access-Control-Allow-Origin and closes the stream.
+    browser.navigate(&format!("http://{addr}/"));
+    browser.subscribe(&format!("{allowed}/events"));
+    let refused = browser.wait_for_subscription(|_, state| state == "2");
+    assert_eq!(refused.0, "", "no event from a refused origin");
+}
+
 /// Every tick id the page has shown, gathered over many looks at its
 /// bounded log, with a check at each look that the log itself has no gap
 /// and no duplicate.
@@ -215,14 +246,8 @@ impl Browser {
     }
 
     fn read_page(&self) -> Page {
-        let path = format!("/session/{}/execute/sync", self.session);
         let script = READ_PAGE.replace('\n', " ").replace('"', "\\\"");
-        let answer = self.request(
-            "POST",
-            &path,
-            &format!("{{\"script\":\"{script}\",\"args\":[]}}"),
-        );
-        let value = json_string(&answer, "value").unwrap_or_else(|| panic!("no value: {answer}"));
+        let value = self.run_script(&script, "");
         let mut parts = value.split('|').map(str::to_owned);
         let mut next = || parts.next().unwrap_or_default();
         let (state, clients, clock, ids) = (next(), next(), next(), next());
@@ -233,6 +258,43 @@ impl Browser {
             clock,
             ids,
         }
+    }
+
+    /// Opens an `EventSource` on `url` from the current page, noting the
+    /// first event's data and the state after an error.
+    fn subscribe(&self, url: &str) {
+        let script = "window.probe = { data: '', state: '' }; \
+            const source = new EventSource(arguments[0]); \
+            source.onmessage = (event) => { window.probe.data ||= event.data; }; \
+            source.onerror = () => { window.probe.state = String(source.readyState); }; \
+            return 'subscribed';";
+        self.run_script(script, url);
+    }
+
+    /// Waits until the subscription's (data, state) satisfy `done`.
+    fn wait_for_subscription(&self, done: impl Fn(&str, &str) -> bool) -> (String, String) {
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        loop {
+            let seen = self.run_script("return window.probe.data + '|' + window.probe.state;", "");
+            let (data, state) = seen.split_once('|').unwrap_or_default();
+            if done(data, state) {
+                return (data.to_owned(), state.to_owned());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "subscription never got there: {seen}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `script` in the page with one string argument; returns the
+    /// string it returns.
+    fn run_script(&self, script: &str, argument: &str) -> String {
+        let path = format!("/session/{}/execute/sync", self.session);
+        let body = format!("{{\"script\":\"{script}\",\"args\":[\"{argument}\"]}}");
+        let answer = self.request("POST", &path, &body);
+        json_string(&answer, "value").unwrap_or_else(|| panic!("no value: {answer}"))
     }
 
     /// Looks at the page every 50 ms, gathering the ids it shows, until
