@@ -8,7 +8,7 @@ use std::net::ToSocketAddrs;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::{http, sse};
+use crate::{clock, http};
 
 pub const USAGE: &str = "\
 usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-clients N]
@@ -49,8 +49,8 @@ pub struct Config {
 /// | --- | --- |
 /// | `SSE_CLOCK_HEAD_TIMEOUT_MS` | [`http::HEAD_TIMEOUT`], 10 s |
 /// | `SSE_CLOCK_IDLE_TIMEOUT_MS` | [`http::IDLE_TIMEOUT`], 5 s |
-/// | `SSE_CLOCK_WRITE_TIMEOUT_MS` | [`sse::WRITE_TIMEOUT`], 10 s |
-/// | `SSE_CLOCK_KEEP_ALIVE_MS` | [`sse::KEEP_ALIVE`], 15 s (a period, not a timeout) |
+/// | `SSE_CLOCK_WRITE_TIMEOUT_MS` | [`clock::WRITE_TIMEOUT`], 10 s |
+/// | `SSE_CLOCK_KEEP_ALIVE_MS` | [`clock::KEEP_ALIVE`], 15 s (a period, not a timeout) |
 pub struct Timeouts {
     pub head: Duration,
     pub idle: Duration,
@@ -75,8 +75,8 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
         timeouts: Timeouts {
             head: env_ms("SSE_CLOCK_HEAD_TIMEOUT_MS", http::HEAD_TIMEOUT)?,
             idle: env_ms("SSE_CLOCK_IDLE_TIMEOUT_MS", http::IDLE_TIMEOUT)?,
-            write: env_ms("SSE_CLOCK_WRITE_TIMEOUT_MS", sse::WRITE_TIMEOUT)?,
-            keep_alive: env_ms("SSE_CLOCK_KEEP_ALIVE_MS", sse::KEEP_ALIVE)?,
+            write: env_ms("SSE_CLOCK_WRITE_TIMEOUT_MS", clock::WRITE_TIMEOUT)?,
+            keep_alive: env_ms("SSE_CLOCK_KEEP_ALIVE_MS", clock::KEEP_ALIVE)?,
         },
     };
     let mut args = args.map(|arg| {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::Server;
 use crate::request::{Head, RequestError, Version, read_head};
 use crate::slots::Connection;
-use crate::sse;
+use crate::{clock, sse};
 
 /// The page, compiled into the binary so that the one file runs anywhere.
 pub const PAGE: &[u8] = include_bytes!("../static/index.html");
@@ -107,7 +107,7 @@ enum Reply {
         keep_open: bool,
     },
     /// A stream: it takes the connection over until the viewer leaves.
-    Stream(sse::StreamPlan),
+    Stream(clock::StreamPlan),
 }
 
 /// Serves one connection: requests one after another, answered in order
@@ -145,7 +145,7 @@ pub fn serve(connection: &Arc<Connection>, peer: SocketAddr, server: &Server) {
             }
             Reply::Stream(plan) => {
                 drop(reader); // a stream keeps no request buffer
-                let end = sse::stream_clock(socket, &plan, &server.streams);
+                let end = clock::stream_clock(socket, &plan, &server.streams);
                 let sent = format!("{} events ({})", end.events, end.reason());
                 log_request(server, peer, &request_line, "200", &sent, started);
                 break;
@@ -198,13 +198,13 @@ fn answer(socket: &TcpStream, head: Head, server: &Server) -> Reply {
                 keep_open: false,
             }
         }
-        Ok(Route::Events) => Reply::Stream(sse::StreamPlan {
+        Ok(Route::Events) => Reply::Stream(clock::StreamPlan {
             interval_ms: server.config.interval_ms,
-            retry_ms: sse::jitter(server.config.retry_ms),
+            retry_ms: clock::jitter(server.config.retry_ms),
             write_timeout: server.config.timeouts.write,
             keep_alive: server.config.timeouts.keep_alive,
             extra_fields: cors_fields(&server.config.allow_origins, &head),
-            start: sse::start_after(head.field_values("last-event-id"), sse::unix_ms_now()),
+            start: clock::start_after(head.field_values("last-event-id"), clock::unix_ms_now()),
         }),
         Err(error) => answer_error(socket, &error, Some(&head)),
     }
@@ -422,7 +422,7 @@ pub fn turn_away(socket: &TcpStream, peer: SocketAddr, server: &Server) {
         Ok(Route::Events) => {
             let mut block = sse::STREAM_HEAD.to_vec();
             sse::encode_comment(&mut block, "full, come back later");
-            sse::encode_retry(&mut block, sse::jitter(server.config.retry_ms));
+            sse::encode_retry(&mut block, clock::jitter(server.config.retry_ms));
             block.push(b'\n');
             let _ = (&*socket).write_all(&block);
             ("200", "0 events (full: told to retry)".to_owned())

@@ -8,10 +8,14 @@
 //! 2. `http.rs`: one connection: read the request in time, route it,
 //!    answer, close (RFC 9112, RFC 9110).
 //! 3. `request.rs`: parsing a request head within limits (RFC 9112).
-//! 4. `sse.rs`: the event stream itself (WHATWG HTML, "Server-sent events").
-//! 5. `static/index.html`: the page that subscribes with `EventSource`.
+//! 4. `sse.rs`: the event stream's wire format and its encoder (WHATWG
+//!    HTML, "Server-sent events").
+//! 5. `clock.rs`: what one viewer gets, and when: the schedule, resuming
+//!    after `Last-Event-ID`, the per-connection loop.
+//! 6. `static/index.html`: the page that subscribes with `EventSource`.
 
 mod cli;
+mod clock;
 mod http;
 mod request;
 mod slots;
