@@ -13,13 +13,13 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{EventStream, Server};
+use common::{EventStream, Server, find_program, free_port};
 
 const INTERVAL_MS: u64 = 200;
 
@@ -168,16 +168,7 @@ impl Browser {
             find_program(&["chromium", "chromium-browser"]),
             find_program(&["chromedriver"]),
         ) else {
-            let message = "chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)";
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true: {message}"
-            );
-            // Straight to stderr: the test harness would swallow eprintln!.
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED the browser test: {message} ***\n"
-            );
+            common::missing("chromium and chromedriver are", "chromium chromium-driver");
             return None;
         };
         let port = free_port();
@@ -370,20 +361,6 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-/// The first of `names` found on `PATH`.
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local address").port()
 }
 
 /// The string value of the first `"key":"..."` in a JSON text (enough for

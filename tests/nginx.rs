@@ -11,29 +11,21 @@
 mod common;
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use common::{EventStream, Server, unix_ms_now, wait_for_within};
+use common::{EventStream, Server, find_program, free_port, unix_ms_now, wait_for_within};
 
 const PAGE: &str = include_str!("../static/index.html");
 const README: &str = include_str!("../README.md");
 
 #[test]
 fn events_pass_through_nginx_at_once_and_resume_through_it() {
-    let Some(nginx) = find_nginx() else {
-        let message = "nginx is not installed (Debian: apt-get install nginx)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: {message}"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED the nginx test: {message} ***\n"
-        );
+    let Some(nginx) = find_program(&["nginx"]) else {
+        common::missing("nginx is", "nginx");
         return;
     };
     let server = Server::start(&["--interval", "200"]);
@@ -157,18 +149,4 @@ impl Drop for Nginx {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.prefix);
     }
-}
-
-/// nginx on `PATH`, or in /usr/sbin where Debian puts it.
-fn find_nginx() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("nginx"))
-        .find(|candidate| candidate.is_file())
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local address").port()
 }

@@ -402,3 +402,32 @@ impl EventStream {
         self.reader.get_ref()
     }
 }
+
+/// For a test that needs a program the machine may lack (a browser,
+/// nginx): without it, say so loudly and let the test skip, except under
+/// `CI=true`, where a missing program is a failure.
+pub fn missing(what: &str, install: &str) {
+    let message = format!("{what} not installed (Debian: apt-get install {install})");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true: {message}"
+    );
+    // Straight to stderr: the test harness would swallow eprintln!.
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {message} ***\n");
+}
+
+/// The first of `names` found on `PATH` or in /usr/sbin (where Debian
+/// puts nginx).
+pub fn find_program(names: &[&str]) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local address").port()
+}
