@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! : hello from sse-clock; lines that start with a colon are comments\n
-//! retry: 3000\n
+//! retry: 3412\n
 //! event: clients\n
 //! data: 2\n
 //! \n
@@ -21,8 +21,8 @@
 //! \n
 //! ```
 //!
-//! The first block sets the reconnection delay and says how many viewers
-//! there are; then comes one clock event per interval, and a new `clients`
+//! The first block sets the reconnection delay (`--retry` plus a random
+//! share of up to half, see `jitter`) and says how many viewers there are; then comes one clock event per interval, and a new `clients`
 //! event whenever that number has changed. A viewer that reconnects with
 //! `Last-Event-ID` first gets the ticks it missed (see `start_after`).
 
