@@ -23,11 +23,23 @@ use common::{EventStream, Server, find_program, free_port};
 
 const INTERVAL_MS: u64 = 200;
 
+/// The browser tests take turns: each starts a chromedriver, and one also a
+/// server, on ports found free a moment before, which two tests at once
+/// could be handed twice.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How long the page may take to reach a state the test waits for.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[test]
 fn the_page_ticks_counts_clients_and_resumes_across_a_restart_without_loss() {
+    let _turn = take_turn();
     let Some(browser) = Browser::start() else {
         return;
     };
@@ -77,6 +89,7 @@ fn the_page_ticks_counts_clients_and_resumes_across_a_restart_without_loss() {
 
 #[test]
 fn a_page_on_an_allowed_origin_subscribes_across_origins_and_others_cannot() {
+    let _turn = take_turn();
     let Some(browser) = Browser::start() else {
         return;
     };
@@ -171,6 +184,18 @@ impl Browser {
             common::missing("chromium and chromedriver are", "chromium chromium-driver");
             return None;
         };
+        // A port that was free a moment ago may be taken by the time
+        // chromedriver binds it; then it exits, and another port is tried.
+        let mut browser = (0..5)
+            .find_map(|_| Browser::start_driver(&chromedriver))
+            .expect("chromedriver became ready on one of five ports");
+        browser.session = browser.new_session(&chromium);
+        Some(browser)
+    }
+
+    /// Starts chromedriver on a free port and waits until it says it is
+    /// ready; `None` if it exits or does not get there in time.
+    fn start_driver(chromedriver: &Path) -> Option<Browser> {
         let port = free_port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
@@ -186,24 +211,17 @@ impl Browser {
             session: String::new(),
             profile,
         };
-        browser.wait_until_ready();
-        browser.session = browser.new_session(&chromium);
-        Some(browser)
-    }
-
-    fn wait_until_ready(&self) {
         let deadline = Instant::now() + PAGE_TIMEOUT;
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && self
-                    .request("GET", "/status", "")
-                    .contains("\"ready\":true")
-            {
-                return;
+        while Instant::now() < deadline
+            && browser.driver.try_wait().is_ok_and(|exit| exit.is_none())
+        {
+            let status = browser.try_request("GET", "/status", "");
+            if status.is_ok_and(|answer| answer.contains("\"ready\":true")) {
+                return Some(browser);
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!("chromedriver did not become ready");
+        None // dropping `browser` kills the driver
     }
 
     /// The flags a root user on a closed network needs (see the machine
@@ -312,41 +330,38 @@ impl Browser {
     /// One WebDriver command: an HTTP request with a JSON body, answered
     /// with a `Content-Length` body.
     fn request(&self, method: &str, path: &str, body: &str) -> String {
-        let mut socket =
-            TcpStream::connect(("127.0.0.1", self.port)).expect("connect to chromedriver");
-        socket
-            .set_read_timeout(Some(PAGE_TIMEOUT))
-            .expect("read timeout");
+        let answer = self.try_request(method, path, body);
+        answer.unwrap_or_else(|error| panic!("{method} {path} to chromedriver: {error}"))
+    }
+
+    fn try_request(&self, method: &str, path: &str, body: &str) -> std::io::Result<String> {
+        let mut socket = TcpStream::connect(("127.0.0.1", self.port))?;
+        socket.set_read_timeout(Some(PAGE_TIMEOUT))?;
+        let port = self.port;
+        let length = body.len();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.port,
-            body.len()
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
         );
-        socket
-            .write_all(request.as_bytes())
-            .expect("send to chromedriver");
+        socket.write_all(request.as_bytes())?;
         let mut reader = BufReader::new(socket);
         let mut length = 0;
         loop {
             let mut line = String::new();
-            reader
-                .read_line(&mut line)
-                .expect("read chromedriver's head");
+            reader.read_line(&mut line)?;
             let line = line.trim_end();
             if line.is_empty() {
                 break;
             }
             if let Some((name, value)) = line.split_once(':') {
                 if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().expect("a length");
+                    length = value.trim().parse().map_err(std::io::Error::other)?;
                 }
             }
         }
         let mut answer = vec![0; length];
-        reader
-            .read_exact(&mut answer)
-            .expect("read chromedriver's body");
-        String::from_utf8_lossy(&answer).into_owned()
+        reader.read_exact(&mut answer)?;
+        Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 }
 
