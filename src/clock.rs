@@ -36,7 +36,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Datelike, Timelike};
 
-use crate::sse::{Event, STREAM_HEAD, encode_comment, encode_event, encode_retry};
+use crate::sse::{
+    Event, encode_comment, encode_event, encode_retry, encode_stream_head, end_block,
+};
 
 /// A viewer that stops reading fills its socket buffer and then makes our
 /// write block; after a write has been blocked this long, the stream is
@@ -49,7 +51,7 @@ const FIRST_WRITE_BYTES: usize = 512;
 
 /// Proxies and load balancers close a connection that has been quiet for a
 /// while (nginx after 60 s, many cloud balancers after 60 s or less). When
-/// ticks are further apart than this, the stream sends a comment line this
+/// ticks are further apart than this, the stream sends a comment this
 /// often in between, which browsers ignore:
 ///
 /// ```text
@@ -57,8 +59,6 @@ const FIRST_WRITE_BYTES: usize = 512;
 /// \n
 /// ```
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
 
 /// The comment that opens every stream. Browsers ignore comment lines; it
 /// is there for people who watch the stream with `curl -N`.
@@ -185,8 +185,9 @@ impl Schedule {
     }
 }
 
-/// Lays out a stream's schedule: its first tick, and a comment for the
-/// opening block when there is something to say. A resumed stream sends
+/// Lays out a stream's schedule. Returns the schedule, the index `k` of
+/// the first tick to send, and a comment for the opening block when there
+/// is something to say. A resumed stream sends
 /// the ticks it missed at once, then carries on on the same phase, so the
 /// viewer sees every tick exactly once: no gap, no duplicate.
 fn plan(
@@ -205,7 +206,9 @@ fn plan(
         Start::Fresh => (schedule(now_ms), 0, None),
         Start::Ignored(why) => (schedule(now_ms), 0, Some(why.to_owned())),
         Start::Resume(last_ms) => {
-            let missed = (now_ms - last_ms) / interval_ms;
+            // `start_after` accepts no id from the future; saturating keeps
+            // a stray one at 0 missed ticks rather than an overflow.
+            let missed = now_ms.saturating_sub(last_ms) / interval_ms;
             let skipped = missed.saturating_sub(MAX_REPLAY);
             let note = match skipped {
                 0 => format!("resuming after {last_ms}: {missed} missed ticks follow"),
@@ -334,10 +337,10 @@ pub struct StreamPlan {
 /// Sends the stream head and then every tick as it falls due until the
 /// viewer leaves. `clients` counts the open streams of the whole server.
 ///
-/// Each write is built in `block` first and handed to the socket in one
-/// `write_all`: one system call per tick and never half an event on the
-/// wire. `TcpStream` has no buffer of its own (its `flush` does nothing),
-/// so `block` is the buffer and `write_all` is the flush.
+/// Each write is built in `block` first and handed to the socket whole by
+/// `send`: one system call per tick and never half an event on the wire.
+/// `TcpStream` has no buffer of its own (its `flush` does nothing), so
+/// `block` is the buffer and `send` is the flush.
 pub fn stream_clock(socket: &TcpStream, plan: &StreamPlan, clients: &AtomicUsize) -> StreamEnd {
     let _viewer = Viewer::join(clients);
     let mut events = 0;
@@ -370,11 +373,8 @@ fn run_clock(
     let mut block = Vec::with_capacity(FIRST_WRITE_BYTES);
     let mut text = Scratch::default();
 
-    // The first write: response head (with any extra fields before the
-    // blank line that ends it), then the opening block.
-    block.extend_from_slice(STREAM_HEAD.strip_suffix(b"\r\n").unwrap_or(STREAM_HEAD));
-    block.extend_from_slice(stream.extra_fields.as_bytes());
-    block.extend_from_slice(b"\r\n");
+    // The first write: response head, then the opening block.
+    encode_stream_head(&mut block, &stream.extra_fields);
     encode_comment(&mut block, GREETING);
     if let Some(note) = note {
         encode_comment(&mut block, &note);
@@ -383,23 +383,20 @@ fn run_clock(
     let mut clients_sent = clients.load(Ordering::SeqCst);
     encode_clients(&mut block, clients_sent, &mut text);
 
-    let mut written = Instant::now();
+    let mut last_write = Instant::now();
     loop {
         let due = |k| schedule.due(k).ok_or(io::ErrorKind::InvalidInput);
         // While the next tick is further off than the keep-alive period,
         // a comment every period shows proxies the connection is alive.
-        while due(k)?.saturating_duration_since(written) > stream.keep_alive {
-            written += stream.keep_alive;
-            thread::sleep(written.saturating_duration_since(Instant::now()));
-            if viewer_left(socket)? {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            send(socket, KEEP_ALIVE_COMMENT)?;
+        while due(k)?.saturating_duration_since(last_write) > stream.keep_alive {
+            last_write += stream.keep_alive;
+            sleep_until(socket, last_write)?;
+            encode_comment(&mut block, "keep-alive");
+            end_block(&mut block);
+            send(socket, &block)?;
+            block.clear();
         }
-        thread::sleep(due(k)?.saturating_duration_since(Instant::now()));
-        if viewer_left(socket)? {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        sleep_until(socket, due(k)?)?;
         // Every tick that is due goes into this write: one when live, a
         // burst when replaying what a resumed viewer missed.
         let mut ticks = 0;
@@ -419,10 +416,20 @@ fn run_clock(
             encode_clients(&mut block, now_open, &mut text);
         }
         send(socket, &block)?;
-        written = Instant::now();
+        last_write = Instant::now();
         block.clear();
         *events += ticks;
     }
+}
+
+/// Sleeps until `at`, then looks whether the viewer has left while we
+/// slept; if so, the stream ends with an error of kind `UnexpectedEof`.
+fn sleep_until(socket: &TcpStream, at: Instant) -> io::Result<()> {
+    thread::sleep(at.saturating_duration_since(Instant::now()));
+    if viewer_left(socket)? {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
 }
 
 /// Has the viewer closed the connection? An `EventSource` sends nothing

@@ -190,7 +190,10 @@ fn answer(socket: &TcpStream, head: Head, server: &Server) -> Reply {
             }
         }
         Ok(Route::Events) if head_only => {
-            let _ = (&*socket).write_all(sse::STREAM_HEAD);
+            let mut head_bytes = Vec::new();
+            let cors = cors_fields(&server.config.allow_origins, &head);
+            sse::encode_stream_head(&mut head_bytes, &cors);
+            let _ = (&*socket).write_all(&head_bytes);
             let sent = "0 events (HEAD)".to_owned();
             Reply::Sent {
                 status: "200",
@@ -420,10 +423,12 @@ pub fn turn_away(socket: &TcpStream, peer: SocketAddr, server: &Server) {
     };
     let (status, sent) = match route(&head) {
         Ok(Route::Events) => {
-            let mut block = sse::STREAM_HEAD.to_vec();
+            let mut block = Vec::new();
+            let cors = cors_fields(&server.config.allow_origins, &head);
+            sse::encode_stream_head(&mut block, &cors);
             sse::encode_comment(&mut block, "full, come back later");
             sse::encode_retry(&mut block, clock::jitter(server.config.retry_ms));
-            block.push(b'\n');
+            sse::end_block(&mut block);
             let _ = (&*socket).write_all(&block);
             ("200", "0 events (full: told to retry)".to_owned())
         }

@@ -12,7 +12,8 @@
 use std::io::Write;
 
 /// The response head that starts every stream (RFC 9112 section 4 for the
-/// status line, section 5 for the fields):
+/// status line, section 5 for the fields), without the blank line that
+/// ends it, so that other fields can follow:
 ///
 /// - `text/event-stream` is the only type an `EventSource` accepts;
 /// - `no-cache` because every byte is news, `no-transform` so that
@@ -21,12 +22,22 @@ use std::io::Write;
 /// - `Connection: close` because the body has no length and no chunked
 ///   framing: it is the raw event stream and ends when either side closes
 ///   (RFC 9112 section 6.3, rule 8). Never `keep-alive` on a stream.
-pub const STREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+const STREAM_HEAD_FIELDS: &[u8] = b"HTTP/1.1 200 OK\r\n\
 Content-Type: text/event-stream\r\n\
 Cache-Control: no-cache, no-transform\r\n\
 X-Accel-Buffering: no\r\n\
-Connection: close\r\n\
-\r\n";
+Connection: close\r\n";
+
+/// Appends a stream's response head: the fields above, then
+/// `extra_fields` (field lines each ending in CRLF, such as the CORS ones,
+/// or nothing), then the blank line that ends the head. Every answer that
+/// starts a stream, however short, goes through here, so none of them
+/// can lose a field the others have.
+pub fn encode_stream_head(out: &mut Vec<u8>, extra_fields: &str) {
+    out.extend_from_slice(STREAM_HEAD_FIELDS);
+    out.extend_from_slice(extra_fields.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
 
 /// One event as the browser will see it: `event` is its type (`None` means
 /// the default type, `message`, which `onmessage` receives), `id` becomes
@@ -86,6 +97,13 @@ pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
     for line in split_lines(text) {
         write_field(out, "", line);
     }
+}
+
+/// Appends the blank line that ends a block holding no event, only
+/// comments or `retry`: the browser dispatches nothing, since no `data`
+/// came (9.2.6), but every write stays a whole block.
+pub fn end_block(out: &mut Vec<u8>) {
+    out.push(b'\n');
 }
 
 /// Appends the reconnection delay in milliseconds. The browser waits this
@@ -227,11 +245,20 @@ mod tests {
 
     #[test]
     fn the_stream_head_is_close_delimited_and_never_keep_alive() {
-        let head = std::str::from_utf8(STREAM_HEAD).expect("ASCII");
+        let mut out = Vec::new();
+        encode_stream_head(&mut out, "");
+        let head = String::from_utf8(out).expect("ASCII");
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(head.contains("\r\nContent-Type: text/event-stream\r\n"));
         assert!(head.contains("\r\nConnection: close\r\n"));
         assert!(!head.contains("Content-Length") && !head.contains("keep-alive"));
-        assert!(head.ends_with("\r\n\r\n"));
+        assert!(head.ends_with("close\r\n\r\n"));
+    }
+
+    #[test]
+    fn extra_fields_go_before_the_blank_line_that_ends_the_head() {
+        let mut out = Vec::new();
+        encode_stream_head(&mut out, "Vary: Origin\r\n");
+        assert!(out.ends_with(b"Connection: close\r\nVary: Origin\r\n\r\n"));
     }
 }

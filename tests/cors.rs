@@ -80,3 +80,27 @@ fn an_origin_with_a_path_or_another_scheme_is_refused_at_start() {
         );
     }
 }
+
+#[test]
+fn the_full_server_answer_and_head_carry_the_cors_fields_too() {
+    let origin = "https://a.example";
+    let server = Server::start(&["--max-clients", "1", "--allow-origin", origin]);
+    let fields = format!("\r\nAccess-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n\r\n");
+
+    let answer = server.exchange(
+        format!("HEAD /events HTTP/1.1\r\nHost: test\r\nOrigin: {origin}\r\n\r\n").as_bytes(),
+    );
+    assert!(answer.ends_with(&fields), "HEAD: {answer}");
+
+    // The one place is taken by a stream; the next viewer is told to come
+    // back. Without the CORS fields its browser would give up for good.
+    let mut holder = EventStream::open(&server, "/events");
+    holder.next_tick();
+    let mut turned = EventStream::open_with(&server, "/events", &format!("Origin: {origin}\r\n"));
+    assert_eq!(turned.next_block().get(""), Some("full, come back later"));
+    assert!(
+        turned.head.ends_with(&fields),
+        "turned away: {}",
+        turned.head
+    );
+}
