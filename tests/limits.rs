@@ -96,12 +96,7 @@ fn silent_connections_give_their_places_to_newcomers_oldest_first() {
     );
 
     // Threads stay bounded: one per place, plus the accepting thread.
-    let settled = wait_for(|| (server.threads() <= 5).then_some(()));
-    assert!(
-        settled.is_some(),
-        "{} threads for 4 places",
-        server.threads()
-    );
+    server.wait_until_threads_at_most(4 + 1);
 }
 
 #[test]
@@ -130,12 +125,7 @@ fn a_flood_of_silent_connections_keeps_threads_bounded() {
         answer.starts_with("HTTP/1.1 200 OK\r\n"),
         "a real request gets in: {answer}"
     );
-    let settled = wait_for(|| (server.threads() <= 11).then_some(()));
-    assert!(
-        settled.is_some(),
-        "{} threads for 10 places",
-        server.threads()
-    );
+    server.wait_until_threads_at_most(10 + 1);
     drop(flood);
     server.wait_until_idle();
 }

@@ -196,7 +196,7 @@ fn a_viewer_that_never_reads_does_not_hold_up_the_others() {
 }
 
 #[test]
-fn the_stream_ends_only_when_the_viewer_closes() {
+fn the_stream_ends_when_the_viewer_closes() {
     let server = Server::start(&["--interval", "50"]);
     let mut stream = EventStream::open(&server, "/events");
     for _ in 0..3 {

@@ -195,11 +195,17 @@ impl Server {
 
     /// Waits until the server runs only its accepting thread again.
     pub fn wait_until_idle(&self) {
-        let idle = wait_for(|| (self.threads() == 1).then_some(()));
+        self.wait_until_threads_at_most(1);
+    }
+
+    /// Waits until the server runs at most `most` threads, and fails if it
+    /// does not get there within `TIMEOUT`.
+    pub fn wait_until_threads_at_most(&self, most: usize) {
+        let settled = wait_for(|| (self.threads() <= most).then_some(()));
+        let threads = self.threads();
         assert!(
-            idle.is_some(),
-            "server still has {} threads",
-            self.threads()
+            settled.is_some(),
+            "server still has {threads} threads, wanted at most {most}"
         );
     }
 }
