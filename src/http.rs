@@ -413,7 +413,9 @@ const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 /// \n
 /// ```
 ///
-/// Any other request gets `503 Service Unavailable` with `Retry-After: 5`.
+/// Any other request gets `503 Service Unavailable` with `Retry-After: 5`:
+/// come back in 5 seconds (RFC 9110 section 10.2.3), a guess of the same
+/// order as a browser's `retry`, long enough for a place to come free.
 pub fn turn_away(socket: &TcpStream, peer: SocketAddr, server: &Server) {
     let started = Instant::now();
     let deadline = started + TURN_AWAY_HEAD_TIMEOUT;
