@@ -8,9 +8,9 @@
 //! newcomer. A flood of connections that never send a byte (slowloris) can
 //! then only push each other out, never a viewer whose stream is running.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The places, shared by the accepting thread and the connection threads.
@@ -23,17 +23,16 @@ pub struct Slots {
 struct State {
     /// Connections holding a place (reclaimed ones no longer count).
     open: usize,
-    /// The connections that are only waiting, by when they began to wait.
-    waiting: BTreeMap<u64, Arc<Connection>>,
-    next_turn: u64,
+    /// The connections that are only waiting, the longest-waiting first.
+    waiting: VecDeque<Arc<Connection>>,
 }
 
 /// One admitted connection: its socket, shared by its thread (which reads
 /// and writes it) and the registry (which may shut it down to reclaim it).
 pub struct Connection {
     pub socket: TcpStream,
-    /// Its key in `waiting` while it waits, 0 while it works.
-    turn: AtomicU64,
+    /// Whether it is in `waiting` (changed only under the lock).
+    waiting: AtomicBool,
     reclaimed: AtomicBool,
 }
 
@@ -41,8 +40,7 @@ impl Slots {
     pub fn new(max: usize) -> Slots {
         let state = State {
             open: 0,
-            waiting: BTreeMap::new(),
-            next_turn: 1,
+            waiting: VecDeque::new(),
         };
         Slots {
             max,
@@ -58,8 +56,8 @@ impl Slots {
         let mut state = self.lock();
         if state.open < self.max {
             state.open += 1;
-        } else if let Some((_, oldest)) = state.waiting.pop_first() {
-            oldest.turn.store(0, Ordering::SeqCst);
+        } else if let Some(oldest) = state.waiting.pop_front() {
+            oldest.waiting.store(false, Ordering::SeqCst);
             oldest.reclaimed.store(true, Ordering::SeqCst);
             let _ = oldest.socket.shutdown(Shutdown::Both);
         } else {
@@ -67,7 +65,7 @@ impl Slots {
         }
         let connection = Arc::new(Connection {
             socket,
-            turn: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
             reclaimed: AtomicBool::new(false),
         });
         // A newcomer has sent nothing yet: it starts out waiting.
@@ -113,18 +111,23 @@ impl Slots {
 
 impl State {
     fn start_waiting(&mut self, connection: &Arc<Connection>) {
-        if connection.turn.load(Ordering::SeqCst) == 0 {
-            let turn = self.next_turn;
-            self.next_turn += 1;
-            connection.turn.store(turn, Ordering::SeqCst);
-            self.waiting.insert(turn, Arc::clone(connection));
+        if !connection.waiting.swap(true, Ordering::SeqCst) {
+            self.waiting.push_back(Arc::clone(connection));
         }
     }
 
+    /// Takes the connection out of `waiting`. A linear search, but the list
+    /// is short except under a flood, and then it is the newest entries
+    /// (the ones near the back) that start working.
     fn stop_waiting(&mut self, connection: &Connection) {
-        let turn = connection.turn.swap(0, Ordering::SeqCst);
-        if turn != 0 {
-            self.waiting.remove(&turn);
+        if connection.waiting.swap(false, Ordering::SeqCst) {
+            let at = self
+                .waiting
+                .iter()
+                .rposition(|waiting| std::ptr::eq(&**waiting, connection));
+            if let Some(at) = at {
+                self.waiting.remove(at);
+            }
         }
     }
 }
