@@ -1,6 +1,8 @@
-//! The command line and the environment, read once at start-up into a
-//! checked `Config`. Parsed by hand from `std::env::args_os`: a mistake
-//! gets one line of reason, the usage, and exit status 2.
+//! Lesson 6a: the command line and the environment, read once at start-up
+//! into a checked `Config`. Parsed by hand from `std::env::args_os`: a
+//! mistake gets one line of reason, the usage, and exit status 2 (the BSD
+//! `sysexits` convention for a usage error, which most tools follow).
+//! Origins follow RFC 6454 section 6.1.
 
 use std::env;
 use std::ffi::OsString;
@@ -8,54 +10,35 @@ use std::net::ToSocketAddrs;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::{clock, http};
+use crate::clock;
+use crate::http::{self, Settings};
 
 pub const USAGE: &str = "\
-usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-clients N]
+usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connections N]
                  [--allow-origin ORIGIN]... [--quiet]
        sse-clock -h | --help | -V | --version
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
   --interval MS      time between clock events, 1 to 86400000 (default 1000)
   --retry MS         how long browsers wait before reconnecting, 0 to 86400000 (default 3000)
-  --max-clients N    most connections open at once, 1 to 1000000 (default 1024)
+  --max-connections N
+                     most connections open at once, 1 to 1000000 (default 1024);
+                     --max-clients N, its old name, still works
   --allow-origin O   let pages from origin O (such as https://example.org) subscribe
                      to /events from another origin; repeatable, or * for any
-  --quiet            no log line on stderr for each request
+  --quiet            nothing on stderr once listening: no request lines, no notices
   -h, --help         print this help
   -V, --version      print the version";
 
 /// A day in milliseconds: the longest interval or retry accepted.
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// The command line, checked.
+/// The command line, checked: where to listen and how many connections
+/// to hold, here; what every connection needs to know, in `settings`.
 pub struct Config {
     pub addr: String,
-    pub interval_ms: u64,
-    pub retry_ms: u64,
-    pub max_clients: usize,
-    pub quiet: bool,
-    /// Origins whose pages may subscribe to `/events` from another origin
-    /// (`--allow-origin`, repeatable; `*` for any).
-    pub allow_origins: Vec<String>,
-    pub timeouts: Timeouts,
-}
-
-/// How long a peer may keep a thread waiting. The defaults are explained
-/// where they are defined; each can be shortened (or lengthened) through
-/// the environment, which is how the tests make them short:
-///
-/// | variable | default |
-/// | --- | --- |
-/// | `SSE_CLOCK_HEAD_TIMEOUT_MS` | [`http::HEAD_TIMEOUT`], 10 s |
-/// | `SSE_CLOCK_IDLE_TIMEOUT_MS` | [`http::IDLE_TIMEOUT`], 5 s |
-/// | `SSE_CLOCK_WRITE_TIMEOUT_MS` | [`clock::WRITE_TIMEOUT`], 10 s |
-/// | `SSE_CLOCK_KEEP_ALIVE_MS` | [`clock::KEEP_ALIVE`], 15 s (a period, not a timeout) |
-pub struct Timeouts {
-    pub head: Duration,
-    pub idle: Duration,
-    pub write: Duration,
-    pub keep_alive: Duration,
+    pub max_connections: usize,
+    pub settings: Settings,
 }
 
 pub enum Command {
@@ -65,20 +48,23 @@ pub enum Command {
 }
 
 pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    // The timeouts come from the environment, which is how the tests make
+    // them short: SSE_CLOCK_HEAD_TIMEOUT_MS, SSE_CLOCK_WRITE_TIMEOUT_MS and
+    // SSE_CLOCK_KEEP_ALIVE_MS (a period, not a timeout), in ms.
     let mut config = Config {
         addr: "127.0.0.1:8080".to_owned(),
-        interval_ms: 1000,
-        retry_ms: 3000,
-        max_clients: 1024,
-        quiet: false,
-        allow_origins: Vec::new(),
-        timeouts: Timeouts {
-            head: env_ms("SSE_CLOCK_HEAD_TIMEOUT_MS", http::HEAD_TIMEOUT)?,
-            idle: env_ms("SSE_CLOCK_IDLE_TIMEOUT_MS", http::IDLE_TIMEOUT)?,
-            write: env_ms("SSE_CLOCK_WRITE_TIMEOUT_MS", clock::WRITE_TIMEOUT)?,
+        max_connections: 1024,
+        settings: Settings {
+            interval_ms: 1000,
+            retry_ms: 3000,
+            allow_origins: Vec::new(),
+            head_timeout: env_ms("SSE_CLOCK_HEAD_TIMEOUT_MS", http::HEAD_TIMEOUT)?,
+            write_timeout: env_ms("SSE_CLOCK_WRITE_TIMEOUT_MS", http::WRITE_TIMEOUT)?,
             keep_alive: env_ms("SSE_CLOCK_KEEP_ALIVE_MS", clock::KEEP_ALIVE)?,
+            quiet: false,
         },
     };
+    let settings = &mut config.settings;
     let mut args = args.map(|arg| {
         arg.into_string()
             .map_err(|_| "arguments must be UTF-8".to_owned())
@@ -92,15 +78,15 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            "--quiet" => config.quiet = true,
+            "--quiet" => settings.quiet = true,
             "--addr" => config.addr = check_addr(value()?)?,
-            "--interval" => config.interval_ms = number(&flag, &value()?, 1..=DAY_MS)?,
-            "--retry" => config.retry_ms = number(&flag, &value()?, 0..=DAY_MS)?,
-            "--max-clients" => {
+            "--interval" => settings.interval_ms = number(&flag, &value()?, 1..=DAY_MS)?,
+            "--retry" => settings.retry_ms = number(&flag, &value()?, 0..=DAY_MS)?,
+            "--max-connections" | "--max-clients" => {
                 let max = number(&flag, &value()?, 1..=1_000_000)?;
-                config.max_clients = usize::try_from(max).map_err(|e| e.to_string())?;
+                config.max_connections = usize::try_from(max).map_err(|e| e.to_string())?;
             }
-            "--allow-origin" => config.allow_origins.push(check_origin(value()?)?),
+            "--allow-origin" => settings.allow_origins.push(check_origin(value()?)?),
             _ => return Err(format!("unknown option {flag:?}")),
         }
     }

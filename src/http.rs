@@ -1,54 +1,92 @@
-//! Serving one connection: read each request head in time, route it,
-//! answer with the page, the stream or an error status, and keep the
-//! connection for the next request until it is time to close it, gently.
+//! Lesson 4b: answering one request. A connection carries exactly one:
+//! its head is read within a deadline (`request.rs` parses it), routed to
+//! an answer, the answer is written under a deadline, and the connection
+//! closes without losing it.
 //!
-//! Specs: RFC 9112 "HTTP/1.1" (section 6.3 message length, 9.3 persistence,
-//! 9.6 closing) and RFC 9110 "HTTP Semantics" (methods, statuses). The head
-//! itself is read by `request.rs`; the stream is written by `sse.rs`.
+//! Specs: RFC 9112 "HTTP/1.1" sections 6.3 (where a body ends), 9.3 and
+//! 9.6 (`Connection: close`, closing gently); RFC 9110 "HTTP Semantics"
+//! sections 6.6.1 (`Date`), 9.3.1 and 9.3.2 (GET and HEAD), 15 (statuses).
 //!
-//! A request as a browser's `EventSource` sends it (shortened):
+//! Every answer is a `Response` written by `write_response`, the one place
+//! that knows the status line, `Date`, how the body ends, and what `HEAD`
+//! leaves out. A 404, byte for byte:
 //!
 //! ```text
-//! GET /events HTTP/1.1\r\n
-//! Host: 127.0.0.1:8080\r\n
-//! Accept: text/event-stream\r\n
-//! Cache-Control: no-cache\r\n
+//! HTTP/1.1 404 Not Found\r\n
+//! Date: Wed, 25 Nov 2026 15:00:00 GMT\r\n
+//! Content-Type: text/plain; charset=utf-8\r\n
+//! X-Content-Type-Options: nosniff\r\n
+//! Content-Length: 14\r\n
+//! Connection: close\r\n
 //! \r\n
+//! 404 Not Found\n
 //! ```
+//!
+//! One request per connection keeps a connection's life simple: nothing
+//! to persist, no pipelining, no idle time. Browsers and nginx open a new
+//! connection per request without complaint, and a stream holds its
+//! connection to the end anyway.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::borrow::Cow;
+use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use crate::Server;
-use crate::request::{Head, RequestError, Version, read_head};
-use crate::slots::Connection;
-use crate::{clock, sse};
+use crate::clock::{self, Clock, StreamPlan};
+use crate::request::{Head, RequestError, read_head};
+use crate::sse;
 
 /// The page, compiled into the binary so that the one file runs anywhere.
 pub const PAGE: &[u8] = include_bytes!("../static/index.html");
 
-/// The whole head must arrive within this time of the connection opening
-/// (or of the previous response), however slowly it trickles in, so that a
-/// silent or dribbling peer cannot hold a thread for ever.
+/// The whole head must arrive within this time of the connection opening,
+/// however slowly it trickles in, so that a silent or dribbling peer
+/// cannot hold a thread for ever.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a persistent connection may sit idle between requests before
-/// it is closed. Browsers reuse a connection within moments or not at all.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every write waits at most this long for the peer to make room: a peer
+/// that stops reading is dropped, and its thread and slot freed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The buffer a connection reads its request heads through. A browser's
-/// head is well under 1 KiB; a longer one (up to `MAX_HEAD_BYTES`) just
-/// takes more reads. Small, because every connection has one while it
-/// waits, and a large freed buffer stays in the process's memory.
+/// The buffer a request head is read through: a browser's head fits
+/// (see `MAX_HEAD_BYTES`); a longer one takes more reads.
 const READ_BUFFER_BYTES: usize = 1024;
 
 /// How long a closing connection waits for the client to close its side.
-pub const LINGER: Duration = Duration::from_secs(2);
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What the command line decided, for every connection.
+pub struct Settings {
+    pub interval_ms: u64,
+    pub retry_ms: u64,
+    /// Origins whose pages may subscribe from another origin (`*`: any).
+    pub allow_origins: Vec<String>,
+    pub head_timeout: Duration,
+    pub write_timeout: Duration,
+    pub keep_alive: Duration,
+    pub quiet: bool,
+}
+
+/// What every connection thread shares.
+pub struct Site {
+    pub settings: Settings,
+    pub clock: Clock,
+    /// How many streams are open: the number the `clients` event reports.
+    pub clients: AtomicUsize,
+}
+
+impl Site {
+    /// A line on stderr, unless `--quiet`; a closed stderr is no reason to panic.
+    pub fn log(&self, line: &str) {
+        if !self.settings.quiet {
+            let _ = writeln!(io::stderr(), "{line}");
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------
-// Routing
+// Routing: from a request to a Response (pure, tested without sockets)
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, PartialEq, Eq)]
@@ -63,9 +101,6 @@ pub fn route(head: &Head) -> Result<Route, RequestError> {
     if head.method != "GET" && head.method != "HEAD" {
         return Err(RequestError::MethodNotAllowed);
     }
-    if head.body_length > 0 {
-        return Err(RequestError::BodyNotAllowed);
-    }
     match request_path(&head.target) {
         "/" | "/index.html" => Ok(Route::Page),
         "/events" => Ok(Route::Events),
@@ -78,243 +113,252 @@ pub fn route(head: &Head) -> Result<Route, RequestError> {
 /// (which a server MUST accept, section 3.2.2) both give `/events`.
 fn request_path(target: &str) -> &str {
     let without_query = target.split('?').next().unwrap_or_default();
-    match strip_scheme(without_query) {
+    let scheme = ["http://", "https://"].iter().find_map(|scheme| {
+        let start = without_query.get(..scheme.len())?;
+        start.eq_ignore_ascii_case(scheme).then_some(scheme.len())
+    });
+    match scheme.and_then(|len| without_query.get(len..)) {
         Some(rest) => rest.find('/').and_then(|at| rest.get(at..)).unwrap_or("/"),
         None => without_query,
     }
 }
 
-/// What follows `http://` or `https://` (in any case, as URI schemes are
-/// case-insensitive) at the start of an absolute-form target.
-fn strip_scheme(target: &str) -> Option<&str> {
-    ["http://", "https://"].iter().find_map(|scheme| {
-        let (start, rest) = (target.get(..scheme.len())?, target.get(scheme.len()..)?);
-        start.eq_ignore_ascii_case(scheme).then_some(rest)
-    })
+/// An answer: its status line's code and reason, the field lines that
+/// describe it (each ending in CRLF), and its body.
+pub struct Response {
+    pub status: &'static str,
+    pub fields: String,
+    pub body: Body,
 }
 
-// ---------------------------------------------------------------------------
-// Serving one connection (the socket edge)
-// ---------------------------------------------------------------------------
-
-/// What answering one request leaves to do.
-enum Reply {
-    /// Answered: the status code and what was sent, for the log, and
-    /// whether the connection stays open for another request.
-    Sent {
-        status: &'static str,
-        sent: String,
-        keep_open: bool,
-    },
-    /// A stream: it takes the connection over until the viewer leaves.
-    Stream(clock::StreamPlan),
+pub enum Body {
+    /// A body of known length: `Content-Length` says where it ends.
+    Sized(Cow<'static, [u8]>),
+    /// An event stream that ends at once (the full-server answer): no
+    /// length, it ends when the connection closes.
+    Events(Vec<u8>),
+    /// The clock: an event stream that runs until the viewer leaves.
+    Clock(StreamPlan),
 }
 
-/// Serves one connection: requests one after another, answered in order
-/// (RFC 9112 section 9.3), until a response closes it, a stream takes it
-/// over, the client leaves, or it stays idle too long. While it waits for
-/// a request, its place may be reclaimed for a newcomer (see `slots.rs`).
-pub fn serve(connection: &Arc<Connection>, peer: SocketAddr, server: &Server) {
-    let socket = &connection.socket;
-    let timeouts = &server.config.timeouts;
-    let deadline = Instant::now() + timeouts.head;
-    // One buffered reader for the whole connection: bytes of a pipelined
-    // next request that arrive with this one wait in its buffer.
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, Deadlined { socket, deadline });
-    loop {
-        let started = Instant::now();
-        let head = read_head(&mut reader);
-        if !server.slots.working(connection) {
-            break; // reclaimed while it waited: its socket is shut already
+/// The answer to a request, or to what went wrong reading it; `None` when
+/// nobody is left to answer. `full` is set when every slot is at work:
+/// the page is then `503`, and a stream is told to come back later.
+pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) -> Option<Response> {
+    let head = match request {
+        Ok(head) => head,
+        Err(error) => return error_response(error),
+    };
+    let settings = &site.settings;
+    match (route(head), full) {
+        (Ok(Route::Page), false) => Some(sized("200 OK", "text/html", Cow::Borrowed(PAGE))),
+        (Ok(Route::Events), false) => Some(stream_response(
+            head,
+            settings,
+            Body::Clock(StreamPlan {
+                interval_ms: settings.interval_ms,
+                retry_ms: clock::jitter(settings.retry_ms),
+                keep_alive: settings.keep_alive,
+                start: clock::start_after(head.field_values("last-event-id"), site.clock.now_ms()),
+            }),
+        )),
+        // A full server's stream ends at once, as a stream: an
+        // `EventSource` comes back after `retry` when its stream ends, but
+        // gives up for good on an error status.
+        //
+        // ```text
+        // : full, come back later\n
+        // retry: 3712\n
+        // \n
+        // ```
+        (Ok(Route::Events), true) => {
+            let mut block = Vec::new();
+            sse::encode_comment(&mut block, "full, come back later");
+            sse::encode_retry(&mut block, clock::jitter(settings.retry_ms));
+            sse::end_block(&mut block);
+            Some(stream_response(head, settings, Body::Events(block)))
         }
-        let (request_line, reply) = match head {
-            Ok(head) => (head.request_line(), answer(socket, head, server)),
-            // The client closed (or the connection broke) between requests
-            // or inside one: nobody is left to answer.
-            Err(RequestError::Closed) => break,
-            Err(error) => ("-".to_owned(), answer_error(socket, &error, None)),
-        };
-        let keep_open = match reply {
-            Reply::Sent {
-                status,
-                sent,
-                keep_open,
-            } => {
-                log_request(server, peer, &request_line, status, &sent, started);
-                keep_open
-            }
-            Reply::Stream(plan) => {
-                drop(reader); // a stream keeps no request buffer
-                let end = clock::stream_clock(socket, &plan, &server.streams);
-                let sent = format!("{} events ({})", end.events, end.reason());
-                log_request(server, peer, &request_line, "200", &sent, started);
-                break;
-            }
-        };
-        if !keep_open {
-            break;
+        // Come back in 5 seconds (RFC 9110 section 10.2.3): the same order
+        // as a browser's `retry`, long enough for a slot to come free.
+        (Ok(Route::Page), true) => {
+            let mut busy = plain_text("503 Service Unavailable");
+            busy.fields.push_str("Retry-After: 5\r\n");
+            Some(busy)
         }
-        let answered = Instant::now();
-        server.slots.waiting(connection);
-        if !wait_for_next_request(&mut reader, answered + timeouts.idle) {
-            break;
-        }
-        // The next head must be complete within HEAD_TIMEOUT of this answer.
-        reader.get_mut().deadline = answered + timeouts.head;
-    }
-    close_gently(socket);
-}
-
-/// Waits until the next request starts to arrive (or is already buffered,
-/// pipelined behind the last one). `false` means the connection stayed idle
-/// until `deadline`, or the client closed it: either way, time to close.
-fn wait_for_next_request(reader: &mut BufReader<Deadlined>, deadline: Instant) -> bool {
-    reader.get_mut().deadline = deadline;
-    reader.fill_buf().is_ok_and(|buffered| !buffered.is_empty())
-}
-
-/// Answers a parsed request with the page, an error, or a stream to start.
-fn answer(socket: &TcpStream, head: Head, server: &Server) -> Reply {
-    let keep_open = wants_keep_alive(&head);
-    let head_only = head.method == "HEAD";
-    match route(&head) {
-        Ok(Route::Page) => {
-            let html = "text/html; charset=utf-8";
-            let fields = connection_field(head.version, keep_open);
-            let sent = write_response(socket, "200 OK", fields, html, PAGE, !head_only);
-            let sent = format!("{} bytes", sent.unwrap_or(0));
-            Reply::Sent {
-                status: "200",
-                sent,
-                keep_open,
-            }
-        }
-        Ok(Route::Events) if head_only => {
-            let mut head_bytes = Vec::new();
-            let cors = cors_fields(&server.config.allow_origins, &head);
-            sse::encode_stream_head(&mut head_bytes, &cors);
-            let _ = (&*socket).write_all(&head_bytes);
-            let sent = "0 events (HEAD)".to_owned();
-            Reply::Sent {
-                status: "200",
-                sent,
-                keep_open: false,
-            }
-        }
-        Ok(Route::Events) => Reply::Stream(clock::StreamPlan {
-            interval_ms: server.config.interval_ms,
-            retry_ms: clock::jitter(server.config.retry_ms),
-            write_timeout: server.config.timeouts.write,
-            keep_alive: server.config.timeouts.keep_alive,
-            extra_fields: cors_fields(&server.config.allow_origins, &head),
-            start: clock::start_after(head.field_values("last-event-id"), clock::unix_ms_now()),
-        }),
-        Err(error) => answer_error(socket, &error, Some(&head)),
+        (Err(error), _) => error_response(&error),
     }
 }
 
-/// The CORS fields of a stream's answer (Fetch standard, "CORS protocol").
-/// A page on another origin may read the stream only if the answer names
-/// that page's origin, which the browser sent in `Origin`:
+/// An answer that starts an event stream: `sse::STREAM_FIELDS`, then the
+/// CORS fields (Fetch standard, "CORS protocol"). A page on another origin
+/// may read the stream only if the answer names that page's origin, which
+/// the browser sent in `Origin`:
 ///
 /// ```text
 /// Access-Control-Allow-Origin: https://example.org\r\n
 /// Vary: Origin\r\n
 /// ```
 ///
-/// With `--allow-origin *` the field says `*`, for any page. With a list,
-/// an origin on the list is named and any other is not, and `Vary: Origin`
-/// tells caches that the answer depends on who asked. Without the option,
-/// no CORS fields: browsers then keep other origins' pages out.
-fn cors_fields(allowed: &[String], head: &Head) -> String {
-    if allowed.is_empty() {
-        return String::new();
-    }
-    if allowed.iter().any(|origin| origin == "*") {
-        return "Access-Control-Allow-Origin: *\r\n".to_owned();
-    }
+/// With `--allow-origin *` the field says `*`. With a list, an origin on it
+/// is named and any other is not, and `Vary: Origin` tells caches that the
+/// answer depends on who asked. Without the option, no CORS fields.
+fn stream_response(head: &Head, settings: &Settings, body: Body) -> Response {
+    let mut fields = sse::STREAM_FIELDS.to_owned();
+    let allowed = &settings.allow_origins;
     let origin = head.field_values("origin").next().unwrap_or_default();
-    match allowed.iter().find(|allowed| *allowed == origin) {
-        Some(allowed) => format!("Access-Control-Allow-Origin: {allowed}\r\nVary: Origin\r\n"),
-        None => "Vary: Origin\r\n".to_owned(),
+    if allowed.iter().any(|allowed| allowed == "*") {
+        fields.push_str("Access-Control-Allow-Origin: *\r\n");
+    } else if !allowed.is_empty() {
+        if allowed.iter().any(|allowed| allowed == origin) {
+            fields.push_str(&format!("Access-Control-Allow-Origin: {origin}\r\n"));
+        }
+        fields.push_str("Vary: Origin\r\n");
+    }
+    Response {
+        status: "200 OK",
+        fields,
+        body,
     }
 }
 
-/// Section 9.3: an HTTP/1.1 connection persists unless the request says
-/// `Connection: close`; an HTTP/1.0 one only if it says `keep-alive`.
-fn wants_keep_alive(head: &Head) -> bool {
-    let says = |option: &str| {
-        head.field_values("connection")
-            .flat_map(|value| value.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(option))
-    };
-    match head.version {
-        Version::Http11 => !says("close"),
-        Version::Http10 => says("keep-alive"),
-    }
-}
-
-/// The `Connection` field an answer carries: `close` when the connection
-/// ends after it (section 9.6), `keep-alive` for an HTTP/1.0 client that
-/// asked to keep it, and nothing for HTTP/1.1, which persists by default.
-fn connection_field(version: Version, keep_open: bool) -> &'static str {
-    match (keep_open, version) {
-        (false, _) => "Connection: close\r\n",
-        (true, Version::Http10) => "Connection: keep-alive\r\n",
-        (true, Version::Http11) => "",
-    }
-}
-
-/// Answers a request error with its status and a short `text/plain` body
-/// that repeats the status and nothing of the request. `Closed` gets
-/// nothing. A 404 or 405 to a well-formed request without a body keeps the
-/// connection; after anything else we cannot be sure where the request
-/// ended, so the connection closes.
-fn answer_error(socket: &TcpStream, error: &RequestError, head: Option<&Head>) -> Reply {
-    let Some(status) = error.status() else {
-        let sent = "0 bytes".to_owned();
-        return Reply::Sent {
-            status: "-",
-            sent,
-            keep_open: false,
-        };
-    };
-    let routing_error = matches!(
-        error,
-        RequestError::NotFound | RequestError::MethodNotAllowed
-    );
-    let (keep_open, version, head_only) = match head {
-        Some(head) => (
-            routing_error && head.body_length == 0 && wants_keep_alive(head),
-            head.version,
-            head.method == "HEAD",
-        ),
-        None => (false, Version::Http11, false),
-    };
-    let mut fields = String::new();
+/// The answer to a request error: its status, and a body that repeats the
+/// status and nothing of the request. `Closed` gets none.
+fn error_response(error: &RequestError) -> Option<Response> {
+    let mut response = plain_text(error.status()?);
     if *error == RequestError::MethodNotAllowed {
-        fields.push_str("Allow: GET, HEAD\r\n");
+        // RFC 9110 section 15.5.6: a 405 says which methods do work.
+        response.fields.push_str("Allow: GET, HEAD\r\n");
     }
-    fields.push_str(connection_field(version, keep_open));
-    let body = format!("{status}\n");
-    let text = "text/plain; charset=utf-8";
-    let sent = write_response(socket, status, &fields, text, body.as_bytes(), !head_only);
-    let sent = sent.unwrap_or(0);
-    let sent = match error {
-        RequestError::Malformed(why) => format!("{sent} bytes ({why})"),
-        _ => format!("{sent} bytes"),
+    Some(response)
+}
+
+/// A one-line `text/plain` answer, `404 Not Found\n`.
+fn plain_text(status: &'static str) -> Response {
+    let body = format!("{status}\n").into_bytes();
+    sized(status, "text/plain", Cow::Owned(body))
+}
+
+/// An answer with a body of known length, in UTF-8. `nosniff` forbids
+/// browsers to guess another type than the one we say.
+fn sized(status: &'static str, media_type: &str, body: Cow<'static, [u8]>) -> Response {
+    let fields =
+        format!("Content-Type: {media_type}; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n");
+    Response {
+        status,
+        fields,
+        body: Body::Sized(body),
+    }
+}
+
+/// The response head, as in the 404 at the top of this file: the status
+/// line, `Date`, the response's fields, `Content-Length` when the body has
+/// a length, `Connection: close`, and the blank line.
+///
+/// `Date` is a MUST for a server with a clock (RFC 9110 section 6.6.1).
+/// `Connection: close` says that the connection ends after this answer
+/// (RFC 9112 section 9.6); for a stream it is also how the body ends, since
+/// it has neither a length nor chunks (section 6.3, rule 8).
+fn encode_head(response: &Response, date: &str) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {}\r\nDate: {date}\r\n", response.status);
+    head.push_str(&response.fields);
+    if let Body::Sized(body) = &response.body {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    head.into_bytes()
+}
+
+// ---------------------------------------------------------------------------
+// The socket edge: read one head, write one answer, close
+// ---------------------------------------------------------------------------
+
+/// Reads the request head, all of it before `deadline`.
+pub fn read_request(socket: &TcpStream, deadline: Instant) -> Result<Head, RequestError> {
+    let reader = Deadlined { socket, deadline };
+    read_head(&mut BufReader::with_capacity(READ_BUFFER_BYTES, reader))
+}
+
+/// Answers one request on its connection, closes it, and logs one line.
+pub fn serve(
+    socket: &TcpStream,
+    peer: SocketAddr,
+    site: &Site,
+    (request, full): (Result<Head, RequestError>, bool),
+    started: Instant,
+) {
+    let Some(response) = respond(&request, site, full) else {
+        return close_gently(socket); // the peer left before a whole head
     };
-    let code = status.split(' ').next().unwrap_or(status);
-    Reply::Sent {
-        status: code,
-        sent,
-        keep_open,
+    let head_only = matches!(&request, Ok(head) if head.method == "HEAD");
+    let sent = write_response(socket, &response, head_only, site);
+    close_gently(socket);
+    let (request_line, why) = match &request {
+        Ok(head) => (head.request_line(), full.then_some("full")),
+        Err(RequestError::Malformed(why)) => ("-".to_owned(), Some(*why)),
+        Err(_) => ("-".to_owned(), None),
+    };
+    let code = response.status.split(' ').next().unwrap_or_default();
+    let why = why.map(|why| format!(" ({why})")).unwrap_or_default();
+    // Whole milliseconds, printed as seconds: no floating point, whose
+    // formatting code alone adds 16 KB to the binary.
+    let ms = started.elapsed().as_millis();
+    let (seconds, ms) = (ms / 1000, ms % 1000);
+    site.log(&format!(
+        "{peer} \"{request_line}\" {code} {sent}{why} {seconds}.{ms:03}s"
+    ));
+}
+
+/// Writes the answer under the write timeout; returns what went out, for
+/// the log. A HEAD answer has the head a GET gets, and no body (RFC 9110
+/// section 9.3.2). Head and body go out in one write: two small writes in
+/// a row can wait for a delayed acknowledgement (Nagle's algorithm).
+fn write_response(
+    mut socket: &TcpStream,
+    response: &Response,
+    head_only: bool,
+    site: &Site,
+) -> String {
+    if let Err(error) = socket.set_write_timeout(Some(site.settings.write_timeout)) {
+        return format!("0 bytes ({error})");
     }
+    let mut date = String::new();
+    clock::format_http_date(&mut date, site.clock.now_ms());
+    let mut bytes = encode_head(response, &date);
+    let body: &[u8] = match &response.body {
+        _ if head_only => &[],
+        Body::Sized(body) => body,
+        Body::Events(block) => block,
+        Body::Clock(plan) => {
+            let end = clock::stream_clock(socket, &bytes, plan, &site.clients, &site.clock);
+            return format!("{} events ({})", end.events, end.reason());
+        }
+    };
+    bytes.extend_from_slice(body);
+    match socket.write_all(&bytes) {
+        Ok(()) => format!("{} bytes", body.len()),
+        Err(error) => format!("0 bytes ({error})"),
+    }
+}
+
+/// Ends a connection without losing the answer, as RFC 9112 section 9.6
+/// advises: shut down our sending side (a FIN: "nothing more from me"),
+/// then read and discard whatever the client still sends until it closes
+/// too, for at most `LINGER`. Closing while bytes from the client sit
+/// unread makes the kernel send a reset, which can destroy the answer
+/// before the client has read it.
+fn close_gently(socket: &TcpStream) {
+    let _ = socket.shutdown(Shutdown::Write);
+    let mut reader = Deadlined {
+        socket,
+        deadline: Instant::now() + LINGER,
+    };
+    let mut ignored = [0u8; 512];
+    while let Ok(1..) = reader.read(&mut ignored) {}
 }
 
 /// A socket reader whose reads all share one deadline: each waits only for
 /// the time that is left, so a peer that sends a byte every few seconds
-/// still runs out of time.
+/// still runs out of time (an error of kind `TimedOut`).
 struct Deadlined<'a> {
     socket: &'a TcpStream,
     deadline: Instant,
@@ -322,221 +366,175 @@ struct Deadlined<'a> {
 
 impl Read for Deadlined<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        read_before(self.socket, self.deadline, buf)
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.socket.set_read_timeout(Some(left))?;
+        self.socket.read(buf).map_err(|error| match error.kind() {
+            // A read that ran out of time: `WouldBlock` on Unix.
+            io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut.into(),
+            _ => error,
+        })
     }
-}
-
-/// Reads from `socket`, waiting until `deadline` at the latest; running
-/// out of time is an error of kind `TimedOut`.
-fn read_before(mut socket: &TcpStream, deadline: Instant, buf: &mut [u8]) -> io::Result<usize> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    socket.set_read_timeout(Some(left))?;
-    socket.read(buf).map_err(|error| {
-        if is_timeout(&error) {
-            return io::ErrorKind::TimedOut.into();
-        }
-        error
-    })
-}
-
-/// A read that ran out of time: `WouldBlock` on Unix, `TimedOut` on Windows.
-fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// Writes a whole response of known length in one write, and returns how
-/// many body bytes went out. A 404 that ends its connection:
-///
-/// ```text
-/// HTTP/1.1 404 Not Found\r\n
-/// Content-Type: text/plain; charset=utf-8\r\n
-/// Content-Length: 14\r\n
-/// X-Content-Type-Options: nosniff\r\n
-/// Connection: close\r\n
-/// \r\n
-/// 404 Not Found\n
-/// ```
-///
-/// `Content-Length` says where the body ends (RFC 9112 section 6.3), which
-/// is what lets the connection carry another request after it. A HEAD
-/// answer has the same fields and no body (RFC 9110 section 9.3.2).
-/// `nosniff` forbids browsers to guess another type than the one we say.
-/// `fields` holds any further field lines, each ending in CRLF. Head and
-/// body go out in one write: two small writes in a row can wait for a
-/// delayed acknowledgement (Nagle's algorithm) for tens of ms.
-fn write_response(
-    mut socket: &TcpStream,
-    status: &str,
-    fields: &str,
-    content_type: &str,
-    body: &[u8],
-    send_body: bool,
-) -> io::Result<usize> {
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\n\
-         Content-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\
-         X-Content-Type-Options: nosniff\r\n\
-         {fields}\
-         \r\n",
-        body.len()
-    )
-    .into_bytes();
-    let body = if send_body { body } else { &[] };
-    response.extend_from_slice(body);
-    socket.write_all(&response)?;
-    Ok(body.len())
-}
-
-/// How long a newcomer to a full server has to send its request head.
-const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Answers a newcomer that found every `--max-clients` place at work, on
-/// one of a few extra threads, in a way that brings it back later rather
-/// than making it give up. A stream request gets a stream that ends at
-/// once, since an `EventSource` that gets any status but 200 stops for
-/// good, while one whose stream ends reconnects after `retry`:
-///
-/// ```text
-/// HTTP/1.1 200 OK\r\n
-/// Content-Type: text/event-stream\r\n
-/// ...                                       (the usual stream head)
-/// \r\n
-/// : full, come back later\n
-/// retry: 3712\n
-/// \n
-/// ```
-///
-/// Any other request gets `503 Service Unavailable` with `Retry-After: 5`:
-/// come back in 5 seconds (RFC 9110 section 10.2.3), a guess of the same
-/// order as a browser's `retry`, long enough for a place to come free.
-pub fn turn_away(socket: &TcpStream, peer: SocketAddr, server: &Server) {
-    let started = Instant::now();
-    let deadline = started + TURN_AWAY_HEAD_TIMEOUT;
-    let head = read_head(&mut BufReader::new(Deadlined { socket, deadline }));
-    let Ok(head) = head else {
-        return close_gently(socket);
-    };
-    let (status, sent) = match route(&head) {
-        Ok(Route::Events) => {
-            let mut block = Vec::new();
-            let cors = cors_fields(&server.config.allow_origins, &head);
-            sse::encode_stream_head(&mut block, &cors);
-            sse::encode_comment(&mut block, "full, come back later");
-            sse::encode_retry(&mut block, clock::jitter(server.config.retry_ms));
-            sse::end_block(&mut block);
-            let _ = (&*socket).write_all(&block);
-            ("200", "0 events (full: told to retry)".to_owned())
-        }
-        _ => {
-            let status = "503 Service Unavailable";
-            let body = format!("{status}\n");
-            let text = "text/plain; charset=utf-8";
-            let fields = "Retry-After: 5\r\nConnection: close\r\n";
-            let sent = write_response(socket, status, fields, text, body.as_bytes(), true);
-            ("503", format!("{} bytes (full)", sent.unwrap_or(0)))
-        }
-    };
-    close_gently(socket);
-    log_request(server, peer, &head.request_line(), status, &sent, started);
-}
-
-/// Ends a connection without losing the last response, as RFC 9112 section
-/// 9.6 advises: shut down our sending side (a FIN: "nothing more from
-/// me"), then read and discard whatever the client still sends until it
-/// closes too, for at most `LINGER`. Closing straight away while bytes
-/// from the client sit unread makes the kernel answer with a reset, and a
-/// reset can destroy the response before the client has read it.
-fn close_gently(socket: &TcpStream) {
-    let _ = socket.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut ignored = [0u8; 512];
-    while let Ok(1..) = read_before(socket, deadline, &mut ignored) {}
-}
-
-/// One line on stderr per answered request or finished stream: the peer,
-/// the request line (`-` when there was none), the status, what was sent
-/// and, in brackets, why a stream ended or a request was malformed; last,
-/// how long it took.
-///
-/// ```text
-/// 127.0.0.1:50312 "GET /events HTTP/1.1" 200 12 events (viewer left) 11.998s
-/// 127.0.0.1:50318 "-" 400 16 bytes (field line without a colon) 0.001s
-/// ```
-fn log_request(
-    server: &Server,
-    peer: SocketAddr,
-    request_line: &str,
-    status: &str,
-    sent: &str,
-    started: Instant,
-) {
-    // Whole milliseconds, printed as seconds: no floating point, whose
-    // formatting code alone added 16 KB to the binary.
-    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let line = format!(
-        "{peer} \"{request_line}\" {status} {sent} {}.{:03}s",
-        ms / 1000,
-        ms % 1000
-    );
-    crate::log(server, &line);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
 
-    fn route_of(request: &[u8]) -> Result<Route, RequestError> {
-        route(&read_head(&mut &request[..]).expect("valid head"))
+    fn site(allow_origins: &[&str]) -> Site {
+        Site {
+            settings: Settings {
+                interval_ms: 1000,
+                retry_ms: 3000,
+                allow_origins: allow_origins.iter().map(|&o| o.to_owned()).collect(),
+                head_timeout: HEAD_TIMEOUT,
+                write_timeout: WRITE_TIMEOUT,
+                keep_alive: clock::KEEP_ALIVE,
+                quiet: true,
+            },
+            clock: Clock::start(),
+            clients: AtomicUsize::new(0),
+        }
+    }
+
+    fn parsed(request: &[u8]) -> Result<Head, RequestError> {
+        read_head(&mut &request[..])
+    }
+
+    /// The head and body of the answer to `request`, as text.
+    fn answer(request: &[u8], site: &Site, full: bool) -> (String, String) {
+        let response = respond(&parsed(request), site, full).expect("an answer");
+        let head = encode_head(&response, "DATE");
+        let body = match response.body {
+            Body::Sized(body) => body.into_owned(),
+            Body::Events(block) => block,
+            Body::Clock(_) => b"(the clock)".to_vec(),
+        };
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+        (text(head), text(body))
     }
 
     #[test]
     fn routes_ignore_the_query_and_accept_absolute_form() {
+        let route_of = |request: &[u8]| route(&parsed(request).expect("valid"));
         assert_eq!(
             route_of(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
             Ok(Route::Page)
         );
-        assert_eq!(
-            route_of(b"HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Ok(Route::Page)
-        );
-        assert_eq!(
-            route_of(b"GET /events?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Ok(Route::Events)
-        );
+        let index = b"HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(route_of(index), Ok(Route::Page));
+        let query = b"GET /events?x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(route_of(query), Ok(Route::Events));
         let absolute = b"GET HTTP://x:8080/events?y HTTP/1.1\r\nHost: x\r\n\r\n";
         assert_eq!(route_of(absolute), Ok(Route::Events));
+        let bare = b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(route_of(bare), Ok(Route::Page));
+        let nope = b"GET /events/ HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(route_of(nope), Err(RequestError::NotFound));
+        let lower = b"get / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(route_of(lower), Err(RequestError::MethodNotAllowed));
+    }
+
+    #[test]
+    fn an_error_answer_is_exactly_these_bytes() {
+        let (head, body) = answer(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", &site(&[]), false);
+        let expected = "HTTP/1.1 404 Not Found\r\nDate: DATE\r\n\
+            Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n\
+            Content-Length: 14\r\nConnection: close\r\n\r\n";
         assert_eq!(
-            route_of(b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Ok(Route::Page)
+            (head.as_str(), body.as_str()),
+            (expected, "404 Not Found\n")
         );
     }
 
     #[test]
-    fn a_get_with_a_body_is_413_but_an_empty_one_is_fine() {
-        let with_body = route_of(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
-        assert_eq!(with_body, Err(RequestError::BodyNotAllowed));
-        let empty = route_of(b"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(empty, Ok(Route::Page));
+    fn a_405_says_which_methods_work() {
+        let (head, _) = answer(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", &site(&[]), false);
+        assert!(
+            head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nAllow: GET, HEAD\r\n"), "{head}");
     }
 
     #[test]
-    fn unknown_paths_are_404_and_other_methods_405() {
-        let nope = route_of(b"GET /events/ HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(nope, Err(RequestError::NotFound));
-        let post = route_of(b"POST /events HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(post, Err(RequestError::MethodNotAllowed));
-        let lower = route_of(b"get / HTTP/1.1\r\nHost: x\r\n\r\n");
+    fn a_full_server_tells_a_stream_to_come_back_and_a_page_request_503() {
+        let site = site(&[]);
+        let (head, body) = answer(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", &site, true);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && !head.contains("Length"));
+        assert!(
+            body.starts_with(": full, come back later\nretry: "),
+            "{body}"
+        );
+        assert!(body.ends_with("\n\n"), "{body}");
+        let (head, body) = answer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &site, true);
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains("\r\nRetry-After: 5\r\n"));
+        assert_eq!(body, "503 Service Unavailable\n");
+    }
+
+    #[test]
+    fn a_stream_head_has_no_length_and_carries_the_cors_fields_asked_for() {
+        let request = b"GET /events HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n\r\n";
+        let (head, _) = answer(request, &site(&[]), false);
+        let stream = "HTTP/1.1 200 OK\r\nDate: DATE\r\nContent-Type: text/event-stream\r\n\
+            Cache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\n";
+        assert_eq!(head, format!("{stream}Connection: close\r\n\r\n"));
+        let (head, _) = answer(request, &site(&["https://a.example"]), false);
+        let named = "Access-Control-Allow-Origin: https://a.example\r\nVary: Origin\r\n";
+        assert_eq!(head, format!("{stream}{named}Connection: close\r\n\r\n"));
+        let (head, _) = answer(request, &site(&["https://b.example"]), false);
         assert_eq!(
-            lower,
-            Err(RequestError::MethodNotAllowed),
-            "methods are case-sensitive"
+            head,
+            format!("{stream}Vary: Origin\r\nConnection: close\r\n\r\n")
+        );
+        let (head, _) = answer(request, &site(&["*"]), true);
+        assert!(head.contains("\r\nAccess-Control-Allow-Origin: *\r\nConnection"));
+    }
+
+    #[test]
+    fn a_get_with_a_body_is_answered_as_usual() {
+        let with_length = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+        assert!(
+            answer(with_length, &site(&[]), false)
+                .0
+                .starts_with("HTTP/1.1 200 OK\r\n")
+        );
+        let chunked = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert!(
+            answer(chunked, &site(&[]), false)
+                .0
+                .starts_with("HTTP/1.1 200 OK\r\n")
+        );
+    }
+
+    #[test]
+    fn a_peer_that_left_gets_no_answer() {
+        assert!(respond(&Err(RequestError::Closed), &site(&[]), false).is_none());
+    }
+
+    #[test]
+    fn every_write_has_a_deadline_even_to_a_peer_that_never_reads() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let _peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (socket, _) = listener.accept().expect("accept");
+        let mut site = site(&[]);
+        site.settings.write_timeout = Duration::from_millis(300);
+        let big = Response {
+            status: "200 OK",
+            fields: String::new(),
+            body: Body::Sized(Cow::Owned(vec![b'x'; 64 << 20])),
+        };
+        let started = Instant::now();
+        let sent = write_response(&socket, &big, false, &site);
+        assert!(sent.starts_with("0 bytes ("), "{sent}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
         );
     }
 }

@@ -1,18 +1,20 @@
 //! sse-clock: a Server-Sent Events clock on a small, blocking, std-only
 //! HTTP/1.1 server, written to be read.
 //!
-//! Read it in this order:
-//! 1. `main.rs` (this file): binding the socket, the accept loop, one
-//!    thread per connection. (`cli.rs` reads the command line into a
-//!    `Config`; `slots.rs` keeps the `--max-clients` places.)
-//! 2. `http.rs`: one connection: read the request in time, route it,
-//!    answer, close (RFC 9112, RFC 9110).
-//! 3. `request.rs`: parsing a request head within limits (RFC 9112).
-//! 4. `sse.rs`: the event stream's wire format and its encoder (WHATWG
-//!    HTML, "Server-sent events").
-//! 5. `clock.rs`: what one viewer gets, and when: the schedule, resuming
-//!    after `Last-Event-ID`, the per-connection loop.
-//! 6. `static/index.html`: the page that subscribes with `EventSource`.
+//! Read it in this order, the order of the lesson; each file opens with
+//! what it teaches and the spec sections it follows:
+//! 1. `sse.rs`: the event stream format, the bytes a browser reads.
+//! 2. `clock.rs`: one viewer's stream: the schedule, resuming after
+//!    `Last-Event-ID`, the loop that sleeps and writes.
+//! 3. `static/index.html`: the other end, `EventSource` in a page.
+//! 4. `request.rs` and `http.rs`: HTTP/1.1, one request head read within
+//!    limits, and the answers.
+//! 5. `slots.rs`: protection: the connection cap, the full-server answer.
+//! 6. `cli.rs` and this file: the command line, bind, the accept loop, a
+//!    thread per connection.
+//!
+//! Imports run down that list, never back up. This file follows the
+//! socket API (`listen`, `accept`) and the Rust std's threads.
 
 mod cli;
 mod clock;
@@ -23,21 +25,22 @@ mod sse;
 
 use std::env;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use slots::{Connection, Slots};
+use http::Site;
+use slots::Slots;
 
 /// Each connection thread's stack. A thread costs its stack in address
 /// space, but only the pages it touches in memory: two here (8 KB, one of
 /// them glibc's thread control block), measured. Ours never goes deep (no
 /// recursion, buffers on the heap), so 64 KiB is plenty, even for printing
-/// a panic's full backtrace, where Rust's default of 2 MiB would reserve
-/// 20 GiB of address space for 10,000 streams.
+/// a panic's backtrace, where Rust's default of 2 MiB would reserve 20 GiB
+/// of address space for 10,000 streams instead of 625 MiB.
 const STACK_BYTES: usize = 64 * 1024;
 
 /// After a failed `accept` (out of file descriptors, say), wait this long
@@ -45,26 +48,7 @@ const STACK_BYTES: usize = 64 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// When the server is full, say so on stderr at most this often.
-const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// When every place is at work, up to this many extra threads read a
-/// newcomer's request and answer "come back later"; past that, newcomers
-/// are closed at once. So a full server answers politely, cheaply, and
-/// with at most this many threads more than `--max-clients`.
-const TURN_AWAY_THREADS: usize = 8;
-
-pub use cli::Config;
-
-/// What every connection thread shares.
-pub struct Server {
-    pub config: Config,
-    /// Open `/events` streams: the number the `clients` event reports.
-    pub streams: AtomicUsize,
-    /// The `--max-clients` places, and which of them can be reclaimed.
-    pub slots: Slots,
-    /// Threads busy turning newcomers away, at most `TURN_AWAY_THREADS`.
-    turning_away: AtomicUsize,
-}
+const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let config = match cli::parse_args(env::args_os().skip(1)) {
@@ -91,13 +75,16 @@ fn main() -> ExitCode {
     };
     // Scripts and tests read this line to learn the real port.
     say(&format!("Listening on http://{addr}"));
-    let server = Server {
-        slots: Slots::new(config.max_clients),
-        config,
-        streams: AtomicUsize::new(0),
-        turning_away: AtomicUsize::new(0),
+    let site = Site {
+        settings: config.settings,
+        clock: clock::Clock::start(),
+        clients: AtomicUsize::new(0),
     };
-    accept_loop(&listener, &Arc::new(server))
+    accept_loop(
+        &listener,
+        &Slots::new(config.max_connections),
+        &Arc::new(site),
+    )
 }
 
 /// Prints a line on stdout; a closed stdout is no reason to panic.
@@ -118,14 +105,11 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
     Ok((listener, bound))
 }
 
-// ---------------------------------------------------------------------------
-// Accepting connections, one thread each
-// ---------------------------------------------------------------------------
-
-/// Accepts connections for ever. The accepting thread does nothing slow: it
-/// finds the connection a place and hands it to a thread of its own.
-fn accept_loop(listener: &TcpListener, server: &Arc<Server>) -> ! {
-    let mut busy_logged: Option<Instant> = None;
+/// Accepts connections for ever. The accepting thread does nothing slow:
+/// it finds the connection a slot and hands it to a thread of its own; a
+/// newcomer to a full server goes to a turn-away thread, or is closed.
+fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> ! {
+    let mut full_logged: Option<Instant> = None;
     let mut failures = 0;
     loop {
         let (socket, peer) = match listener.accept() {
@@ -135,10 +119,7 @@ fn accept_loop(listener: &TcpListener, server: &Arc<Server>) -> ! {
                 // reset before we accepted): log the first of a burst,
                 // pause so that a lasting failure cannot spin a core, go on.
                 if failures == 0 {
-                    log(
-                        server,
-                        &format!("accept failed: {error}; retrying every 100 ms"),
-                    );
+                    site.log(&format!("accept failed: {error}; retrying every 100 ms"));
                 }
                 failures += 1;
                 thread::sleep(ACCEPT_BACKOFF);
@@ -146,91 +127,35 @@ fn accept_loop(listener: &TcpListener, server: &Arc<Server>) -> ! {
             }
         };
         if failures > 0 {
-            log(
-                server,
-                &format!("accept works again after {failures} failures"),
-            );
+            site.log(&format!("accept works again after {failures} failures"));
             failures = 0;
         }
-        match server.slots.admit(socket) {
-            Ok(connection) => {
-                let place = Place {
-                    server: Arc::clone(server),
-                    connection,
-                };
-                spawn(server, peer, move || {
-                    http::serve(&place.connection, peer, &place.server)
-                });
-            }
+        let shared = Arc::clone(site);
+        match slots.admit(socket) {
+            Ok(slot) => spawn(site, peer, move || slots::serve(slot, peer, &shared)),
             Err(socket) => {
-                if busy_logged.is_none_or(|at| at.elapsed() >= BUSY_LOG_EVERY) {
-                    let max = server.config.max_clients;
-                    log(
-                        server,
-                        &format!(
-                            "full: {max} connections at work (--max-clients); turning newcomers away"
-                        ),
+                if full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
+                    site.log(
+                        "full: every slot is at work (--max-connections); turning newcomers away",
                     );
-                    busy_logged = Some(Instant::now());
+                    full_logged = Some(Instant::now());
                 }
-                turn_away(socket, peer, server);
+                // No turn-away thread free: dropping the socket closes it.
+                if let Some(turn) = slots.claim_turn_away() {
+                    let work = move || slots::turn_away(turn, socket, peer, &shared);
+                    spawn(site, peer, work);
+                }
             }
         }
-    }
-}
-
-/// A full server answers a newcomer on one of a few extra threads; when
-/// those are all taken, the newcomer is closed at once (dropping the
-/// socket), which an `EventSource` takes as a reason to retry later.
-fn turn_away(socket: TcpStream, peer: SocketAddr, server: &Arc<Server>) {
-    let room = |busy: usize| (busy < TURN_AWAY_THREADS).then_some(busy + 1);
-    if server
-        .turning_away
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, room)
-        .is_ok()
-    {
-        let turner = TurnAway(Arc::clone(server));
-        spawn(server, peer, move || {
-            http::turn_away(&socket, peer, &turner.0)
-        });
     }
 }
 
 /// Starts a thread for `work`. If no thread can be had (out of memory, or
 /// of threads), `work` is dropped unrun, and with it whatever it owns: the
-/// connection is closed and its place given back.
-fn spawn(server: &Server, peer: SocketAddr, work: impl FnOnce() + Send + 'static) {
+/// connection is closed and its slot given back.
+fn spawn(site: &Site, peer: SocketAddr, work: impl FnOnce() + Send + 'static) {
     let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
     if let Err(error) = spawned {
-        log(server, &format!("{peer}: cannot start a thread: {error}"));
-    }
-}
-
-/// A connection's place, held by its thread and given back when the thread
-/// ends, whichever way it ends: a panic unwinds through this drop too.
-struct Place {
-    server: Arc<Server>,
-    connection: Arc<Connection>,
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.server.slots.leave(&self.connection);
-    }
-}
-
-/// One of the `TURN_AWAY_THREADS`, given back when its thread ends.
-struct TurnAway(Arc<Server>);
-
-impl Drop for TurnAway {
-    fn drop(&mut self) {
-        self.0.turning_away.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A line on stderr, unless `--quiet`. A closed stderr is no reason to panic.
-fn log(server: &Server, line: &str) {
-    if !server.config.quiet {
-        let _ = writeln!(io::stderr(), "{line}");
+        site.log(&format!("{peer}: cannot start a thread: {error}"));
     }
 }

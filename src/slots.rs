@@ -1,58 +1,90 @@
-//! The connection cap: at most `--max-clients` connections are open at
-//! once, so threads and memory stay bounded however many arrive.
+//! Lesson 5: protection. At most `--max-connections` connections hold a
+//! slot at once, so threads and memory stay bounded however many arrive;
+//! a connection that has not sent its head yet can lose its slot to a
+//! newcomer; and a full server still answers, briefly, on a few threads.
 //!
-//! Holding a place costs a thread, so the places go to connections that
-//! use them. One that is only waiting (for its first request head, or idle
-//! between requests) can be reclaimed: when the server is full, the
-//! connection that has waited longest is closed to make room for the
-//! newcomer. A flood of connections that never send a byte (slowloris) can
-//! then only push each other out, never a viewer whose stream is running.
+//! Specs: RFC 9110 section 15.6.4 (`503 Service Unavailable`) and 10.2.3
+//! (`Retry-After`); WHATWG HTML 9.2.3 (an `EventSource` reconnects after
+//! its stream ends, but gives up for good on an error status).
+//!
+//! A slot costs a thread, so the slots go to connections that use them.
+//! One whose head has not arrived is only waiting: when the server is
+//! full, the connection that has waited longest is closed to make room. A
+//! flood of connections that never send a byte (slowloris) can then only
+//! push each other out, never a viewer whose stream is running.
 
 use std::collections::VecDeque;
-use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-/// The places, shared by the accepting thread and the connection threads.
+use crate::http::{self, Site};
+
+/// When every slot is at work, up to this many extra threads read a
+/// newcomer's request and answer "come back later"; past that, newcomers
+/// are closed at once, which an `EventSource` also takes as "retry later".
+/// So a full server answers politely, cheaply, and with at most this many
+/// threads more than `--max-connections`.
+pub const TURN_AWAY_THREADS: usize = 8;
+
+/// How long a newcomer to a full server has to send its head before it
+/// gets `408`: a turn-away thread is one of a few, so it waits briefly.
+pub const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The slots, shared by the accepting thread and the connection threads.
 /// Every change happens under one lock, held for a few instructions.
 pub struct Slots {
     max: usize,
     state: Mutex<State>,
+    /// Threads busy turning newcomers away, at most `TURN_AWAY_THREADS`.
+    turning_away: AtomicUsize,
 }
 
 struct State {
-    /// Connections holding a place (reclaimed ones no longer count).
+    /// Connections holding a slot (reclaimed ones no longer count).
     open: usize,
-    /// The connections that are only waiting, the longest-waiting first.
-    waiting: VecDeque<Arc<Connection>>,
+    /// The connections still waiting for their head, the oldest first.
+    waiting: VecDeque<Arc<Waiter>>,
 }
 
-/// One admitted connection: its socket, shared by its thread (which reads
-/// and writes it) and the registry (which may shut it down to reclaim it).
-pub struct Connection {
-    pub socket: TcpStream,
+/// An admitted connection's socket, shared by its thread (which reads and
+/// writes it) and the slots (which may shut it down to reclaim its slot).
+struct Waiter {
+    socket: TcpStream,
     /// Whether it is in `waiting` (changed only under the lock).
     waiting: AtomicBool,
     reclaimed: AtomicBool,
 }
 
+/// One connection's slot, held by its thread and given back when the
+/// thread ends, whichever way it ends: a panic unwinds through this drop.
+pub struct Slot {
+    slots: Arc<Slots>,
+    waiter: Arc<Waiter>,
+}
+
+/// One of the `TURN_AWAY_THREADS`, given back when its thread ends.
+pub struct TurnAway(Arc<Slots>);
+
 impl Slots {
-    pub fn new(max: usize) -> Slots {
+    pub fn new(max: usize) -> Arc<Slots> {
         let state = State {
             open: 0,
             waiting: VecDeque::new(),
         };
-        Slots {
+        Arc::new(Slots {
             max,
             state: Mutex::new(state),
-        }
+            turning_away: AtomicUsize::new(0),
+        })
     }
 
-    /// Gives a newcomer a place: a free one, or else the place of the
-    /// connection that has waited longest, which is shut down (its thread
-    /// sees the connection end and leaves). When every place is at work,
-    /// the socket comes back: the server is full.
-    pub fn admit(&self, socket: TcpStream) -> Result<Arc<Connection>, TcpStream> {
+    /// Gives a newcomer a slot: a free one, or else the slot of the
+    /// connection that has waited longest for its head, which is shut down
+    /// (its thread sees the connection end and leaves). When every slot is
+    /// at work, the socket comes back: the server is full.
+    pub fn admit(self: &Arc<Self>, socket: TcpStream) -> Result<Slot, TcpStream> {
         let mut state = self.lock();
         if state.open < self.max {
             state.open += 1;
@@ -63,45 +95,29 @@ impl Slots {
         } else {
             return Err(socket);
         }
-        let connection = Arc::new(Connection {
+        let waiter = Arc::new(Waiter {
             socket,
-            waiting: AtomicBool::new(false),
+            waiting: AtomicBool::new(true),
             reclaimed: AtomicBool::new(false),
         });
-        // A newcomer has sent nothing yet: it starts out waiting.
-        state.start_waiting(&connection);
-        Ok(connection)
+        state.waiting.push_back(Arc::clone(&waiter));
+        Ok(Slot {
+            slots: Arc::clone(self),
+            waiter,
+        })
     }
 
-    /// The connection waits for a request: its place may be reclaimed.
-    pub fn waiting(&self, connection: &Arc<Connection>) {
-        let mut state = self.lock();
-        if !connection.reclaimed.load(Ordering::SeqCst) {
-            state.start_waiting(connection);
-        }
-    }
-
-    /// The connection has a request to answer: its place is its own until
-    /// it waits again. `false` if it was reclaimed before it got here.
-    pub fn working(&self, connection: &Connection) -> bool {
-        let mut state = self.lock();
-        state.stop_waiting(connection);
-        !connection.reclaimed.load(Ordering::SeqCst)
-    }
-
-    /// The connection's thread is done: its place is free (unless it was
-    /// reclaimed, in which case it already belongs to someone else).
-    pub fn leave(&self, connection: &Connection) {
-        let mut state = self.lock();
-        state.stop_waiting(connection);
-        if !connection.reclaimed.load(Ordering::SeqCst) {
-            state.open -= 1;
-        }
+    /// Claims one of the `TURN_AWAY_THREADS`, if one is free.
+    pub fn claim_turn_away(self: &Arc<Self>) -> Option<TurnAway> {
+        let room = |busy: usize| (busy < TURN_AWAY_THREADS).then_some(busy + 1);
+        let claimed = self
+            .turning_away
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, room);
+        claimed.ok().map(|_| TurnAway(Arc::clone(self)))
     }
 
     /// A poisoned lock only means a thread panicked while holding it; the
-    /// counts it guards are updated in single steps, so they are still
-    /// sound, and the server goes on.
+    /// counts it guards change in single steps, so they are still sound.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
@@ -110,26 +126,71 @@ impl Slots {
 }
 
 impl State {
-    fn start_waiting(&mut self, connection: &Arc<Connection>) {
-        if !connection.waiting.swap(true, Ordering::SeqCst) {
-            self.waiting.push_back(Arc::clone(connection));
-        }
-    }
-
-    /// Takes the connection out of `waiting`. A linear search, but the list
-    /// is short except under a flood, and then it is the newest entries
-    /// (the ones near the back) that start working.
-    fn stop_waiting(&mut self, connection: &Connection) {
-        if connection.waiting.swap(false, Ordering::SeqCst) {
+    /// Takes the connection out of `waiting`. A linear search from the
+    /// back, where the newest waiters are: under a flood the list is long,
+    /// but it is the newest that send their heads.
+    fn stop_waiting(&mut self, waiter: &Waiter) {
+        if waiter.waiting.swap(false, Ordering::SeqCst) {
             let at = self
                 .waiting
                 .iter()
-                .rposition(|waiting| std::ptr::eq(&**waiting, connection));
+                .rposition(|other| std::ptr::eq(&**other, waiter));
             if let Some(at) = at {
                 self.waiting.remove(at);
             }
         }
     }
+}
+
+impl Slot {
+    pub fn socket(&self) -> &TcpStream {
+        &self.waiter.socket
+    }
+
+    /// Keeps the slot for good, now that the head has arrived: it can no
+    /// longer be reclaimed. `false` if it was reclaimed before that.
+    pub fn keep(&self) -> bool {
+        let mut state = self.slots.lock();
+        state.stop_waiting(&self.waiter);
+        !self.waiter.reclaimed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Slot {
+    /// Frees the slot (unless it was reclaimed: then it is someone else's).
+    fn drop(&mut self) {
+        let mut state = self.slots.lock();
+        state.stop_waiting(&self.waiter);
+        if !self.waiter.reclaimed.load(Ordering::SeqCst) {
+            state.open -= 1;
+        }
+    }
+}
+
+impl Drop for TurnAway {
+    fn drop(&mut self) {
+        self.0.turning_away.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A connection with a slot: read its head within the head timeout, keep
+/// the slot, answer.
+pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
+    let started = Instant::now();
+    let request = http::read_request(slot.socket(), started + site.settings.head_timeout);
+    if slot.keep() {
+        http::serve(slot.socket(), peer, site, (request, false), started);
+    }
+}
+
+/// A newcomer that found every slot at work, on one of the few turn-away
+/// threads: its head gets `TURN_AWAY_HEAD_TIMEOUT`, and the answer brings
+/// it back later (see `http::respond`): a stream that ends at once with a
+/// `retry:`, or `503` with `Retry-After: 5`.
+pub fn turn_away(_turn: TurnAway, socket: TcpStream, peer: SocketAddr, site: &Site) {
+    let started = Instant::now();
+    let request = http::read_request(&socket, started + TURN_AWAY_HEAD_TIMEOUT);
+    http::serve(&socket, peer, site, (request, true), started);
 }
 
 #[cfg(test)]
@@ -143,41 +204,32 @@ mod tests {
     }
 
     #[test]
-    fn a_full_server_reclaims_the_longest_waiting_connection() {
+    fn a_full_server_reclaims_the_slot_that_has_waited_longest_for_its_head() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let slots = Slots::new(2);
-        let first = slots.admit(socket(&listener)).expect("a free place");
-        let second = slots.admit(socket(&listener)).expect("a free place");
+        let first = slots.admit(socket(&listener)).expect("a free slot");
+        let second = slots.admit(socket(&listener)).expect("a free slot");
         let third = slots
             .admit(socket(&listener))
-            .expect("the first one's place");
-        assert!(!slots.working(&first), "the first was reclaimed");
-        assert!(slots.working(&second) && slots.working(&third));
-        // Both working now: nothing to reclaim, the server is full.
-        assert!(slots.admit(socket(&listener)).is_err());
-        slots.leave(&first);
-        assert!(
-            slots.admit(socket(&listener)).is_err(),
-            "a reclaimed place is not freed twice"
-        );
-        slots.leave(&second);
+            .expect("the first one's slot");
+        assert!(!first.keep(), "the first was reclaimed");
+        assert!(second.keep() && third.keep());
+        assert!(slots.admit(socket(&listener)).is_err(), "all kept: full");
+        drop(first);
+        assert!(slots.admit(socket(&listener)).is_err(), "not freed twice");
+        drop(second);
         assert!(
             slots.admit(socket(&listener)).is_ok(),
-            "a place left is free again"
+            "a slot left is free"
         );
     }
 
     #[test]
-    fn waiting_again_makes_a_place_reclaimable_again() {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    fn at_most_eight_threads_turn_newcomers_away() {
         let slots = Slots::new(1);
-        let only = slots.admit(socket(&listener)).expect("a free place");
-        assert!(slots.working(&only));
-        assert!(slots.admit(socket(&listener)).is_err(), "working: kept");
-        slots.waiting(&only);
-        let newcomer = slots
-            .admit(socket(&listener))
-            .expect("the idle one's place");
-        assert!(!slots.working(&only) && slots.working(&newcomer));
+        let turns: Vec<_> = (0..20).filter_map(|_| slots.claim_turn_away()).collect();
+        assert_eq!(turns.len(), TURN_AWAY_THREADS);
+        drop(turns);
+        assert!(slots.claim_turn_away().is_some(), "given back");
     }
 }

@@ -1,47 +1,59 @@
-//! The event stream's wire format: the response head a stream starts
-//! with, and the one encoder every event goes through, which cannot break
-//! the framing whatever text it is given. Pure: bytes into a `Vec`.
+//! Lesson 1: the event stream format. What a browser's `EventSource`
+//! reads, byte by byte, and the one encoder every event goes through,
+//! which cannot break the framing whatever text it is given.
 //!
-//! Spec: WHATWG HTML, section 9.2 "Server-sent events"
-//! (<https://html.spec.whatwg.org/multipage/server-sent-events.html>), in
-//! particular 9.2.5 "Parsing an event stream" (the grammar: lines end in
-//! CRLF, LF or CR; `name: value` fields; a blank line ends a block) and
-//! 9.2.6 "Interpreting an event stream" (what the browser does with each
-//! field). What a viewer receives, and when, is `clock.rs`.
+//! Spec: WHATWG HTML, "Server-sent events"
+//! (<https://html.spec.whatwg.org/multipage/server-sent-events.html>),
+//! sections 9.2.5 "Parsing an event stream" (lines end in CRLF, LF or CR;
+//! `name: value` fields; a blank line ends a block) and 9.2.6
+//! "Interpreting an event stream" (what the browser does with each field).
+//!
+//! A stream is a response whose body never ends. After its head, the body
+//! is blocks of lines, each block ended by a blank line:
+//!
+//! ```text
+//! : hello from sse-clock; lines that start with a colon are comments\n
+//! retry: 3412\n
+//! event: clients\n
+//! data: 1\n
+//! \n
+//! id: 1795618800000\n
+//! data: 2026-11-25T15:00:00Z\n
+//! \n
+//! ```
+//!
+//! - `: ...` is a comment: the browser skips it.
+//! - `retry: 3412` sets how long the browser waits before reconnecting.
+//! - `event: clients` names the event's type; without it the type is
+//!   `message`, which `onmessage` receives.
+//! - `data: ...` is the event's text, `event.data` in the page.
+//! - `id: ...` becomes `lastEventId`, which the browser sends back as
+//!   `Last-Event-ID` when it reconnects (see `clock.rs`).
+//! - The blank line dispatches the event. Until it arrives, the browser
+//!   only collects fields; a block without `data` dispatches nothing.
+//!
+//! What a viewer receives, and when, is `clock.rs`. Pure: bytes into a `Vec`.
 
 use std::io::Write;
 
-/// The response head that starts every stream (RFC 9112 section 4 for the
-/// status line, section 5 for the fields), without the blank line that
-/// ends it, so that other fields can follow:
+/// The fields that make a response an event stream (RFC 9110 section 8.3
+/// for `Content-Type`, RFC 9111 section 5.2 for `Cache-Control`):
 ///
-/// - `text/event-stream` is the only type an `EventSource` accepts;
-/// - `no-cache` because every byte is news, `no-transform` so that
-///   proxies do not compress the stream (compressors hold bytes back);
-/// - `X-Accel-Buffering: no` asks nginx not to buffer this response;
-/// - `Connection: close` because the body has no length and no chunked
-///   framing: it is the raw event stream and ends when either side closes
-///   (RFC 9112 section 6.3, rule 8). Never `keep-alive` on a stream.
-const STREAM_HEAD_FIELDS: &[u8] = b"HTTP/1.1 200 OK\r\n\
-Content-Type: text/event-stream\r\n\
+/// - `text/event-stream` is the only type an `EventSource` accepts; any
+///   other type fails the connection for good, like an error status;
+/// - `no-cache` because every byte is news, `no-transform` so that proxies
+///   do not compress the stream (a compressor holds bytes back);
+/// - `X-Accel-Buffering: no` asks nginx not to buffer this response.
+///
+/// The body has no `Content-Length` and no chunks: it ends when the
+/// connection closes, so `http.rs` adds `Connection: close`.
+pub const STREAM_FIELDS: &str = "Content-Type: text/event-stream\r\n\
 Cache-Control: no-cache, no-transform\r\n\
-X-Accel-Buffering: no\r\n\
-Connection: close\r\n";
-
-/// Appends a stream's response head: the fields above, then
-/// `extra_fields` (field lines each ending in CRLF, such as the CORS ones,
-/// or nothing), then the blank line that ends the head. Every answer that
-/// starts a stream, however short, goes through here, so none of them
-/// can lose a field the others have.
-pub fn encode_stream_head(out: &mut Vec<u8>, extra_fields: &str) {
-    out.extend_from_slice(STREAM_HEAD_FIELDS);
-    out.extend_from_slice(extra_fields.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
+X-Accel-Buffering: no\r\n";
 
 /// One event as the browser will see it: `event` is its type (`None` means
-/// the default type, `message`, which `onmessage` receives), `id` becomes
-/// `lastEventId`, `data` is `event.data`.
+/// the default type, `message`), `id` becomes `lastEventId`, `data` is
+/// `event.data`.
 pub struct Event<'a> {
     pub event: Option<&'a str>,
     pub id: Option<&'a str>,
@@ -66,8 +78,8 @@ pub struct InvalidField(pub &'static str);
 ///
 /// Data may hold any text: each of its lines (split at CRLF, LF or CR, the
 /// line ends the parser knows) gets a `data:` line of its own, and the
-/// browser joins them back with LF. The blank line is what makes the
-/// browser dispatch the event. Nothing is written when a field is refused.
+/// browser joins them back with LF. Nothing is written when a field is
+/// refused.
 pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField> {
     if let Some(name) = event.event {
         check_single_line("event", name)?;
@@ -84,36 +96,29 @@ pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField
     for line in split_lines(event.data) {
         write_field(out, "data", line);
     }
-    out.push(b'\n');
+    end_block(out);
     Ok(())
 }
 
-/// Appends comment lines, one per line of `text`:
-///
-/// ```text
-/// : hello\n
-/// ```
+/// Appends comment lines, one per line of `text`: `: hello\n`.
 pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
     for line in split_lines(text) {
         write_field(out, "", line);
     }
 }
 
-/// Appends the blank line that ends a block holding no event, only
-/// comments or `retry`: the browser dispatches nothing, since no `data`
-/// came (9.2.6), but every write stays a whole block.
-pub fn end_block(out: &mut Vec<u8>) {
-    out.push(b'\n');
-}
-
-/// Appends the reconnection delay in milliseconds. The browser waits this
-/// long before it reconnects after the stream ends (9.2.6, "retry"):
-///
-/// ```text
-/// retry: 3000\n
-/// ```
+/// Appends the reconnection delay in milliseconds, `retry: 3000\n`. The
+/// browser waits about this long before it reconnects after the stream
+/// ends (9.2.6, "retry"; how long exactly is up to each browser).
 pub fn encode_retry(out: &mut Vec<u8>, retry_ms: u64) {
     let _ = writeln!(out, "retry: {retry_ms}"); // writing to a Vec cannot fail
+}
+
+/// Appends the blank line that ends a block, `\n`. After `data` it
+/// dispatches the event; after only comments or `retry` it dispatches
+/// nothing (9.2.6), but every write stays a whole block.
+pub fn end_block(out: &mut Vec<u8>) {
+    out.push(b'\n');
 }
 
 /// Writes `name: value\n`. The space after the colon matters: the parser
@@ -133,11 +138,21 @@ fn check_single_line(field: &'static str, value: &str) -> Result<(), InvalidFiel
     Ok(())
 }
 
-/// Splits text at every line end the event-stream parser recognises:
-/// CRLF, LF, or a lone CR.
+/// Splits text at every line end the event-stream parser recognises: CRLF,
+/// LF, or a lone CR, wherever it stands. `"a\r"` is two lines, `a` and an
+/// empty one, exactly like `"a\n"`: the browser rebuilds both as `a\n`.
 fn split_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.split('\n')
-        .flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let Some(at) = text.find(['\r', '\n']) else {
+            rest = None;
+            return Some(text);
+        };
+        let (line, end) = text.split_at(at);
+        rest = end.strip_prefix("\r\n").or_else(|| end.get(1..));
+        Some(line)
+    })
 }
 
 #[cfg(test)]
@@ -150,17 +165,18 @@ mod tests {
         Ok(String::from_utf8(out).expect("the encoder writes UTF-8"))
     }
 
-    fn data(data: &str) -> Event<'_> {
-        Event {
+    fn data(data: &str) -> String {
+        let event = Event {
             event: None,
             id: None,
             data,
-        }
+        };
+        encoded(&event).expect("data is never refused")
     }
 
     #[test]
     fn a_single_line_becomes_one_data_line_and_a_blank_line() {
-        assert_eq!(encoded(&data("hello")), Ok("data: hello\n\n".into()));
+        assert_eq!(data("hello"), "data: hello\n\n");
     }
 
     #[test]
@@ -176,14 +192,26 @@ mod tests {
         );
     }
 
+    /// Every line end the parser knows, at the start, in the middle, at the
+    /// end, and twice: each one ends a `data:` line, and a CRLF counts once.
     #[test]
-    fn every_kind_of_line_end_in_data_starts_a_new_data_line() {
-        assert_eq!(encoded(&data("a\nb")), Ok("data: a\ndata: b\n\n".into()));
-        assert_eq!(encoded(&data("a\r\nb")), Ok("data: a\ndata: b\n\n".into()));
-        assert_eq!(encoded(&data("a\rb")), Ok("data: a\ndata: b\n\n".into()));
+    fn every_line_end_in_every_position_starts_a_new_data_line() {
+        for end in ["\n", "\r", "\r\n"] {
+            let cases = [
+                (format!("{end}a"), "data: \ndata: a\n\n"),
+                (format!("a{end}b"), "data: a\ndata: b\n\n"),
+                (format!("a{end}"), "data: a\ndata: \n\n"),
+                (format!("a{end}{end}b"), "data: a\ndata: \ndata: b\n\n"),
+                (end.to_owned(), "data: \ndata: \n\n"),
+            ];
+            for (text, wire) in cases {
+                assert_eq!(data(&text), wire, "{text:?}");
+            }
+        }
         assert_eq!(
-            encoded(&data("a\n\nb")),
-            Ok("data: a\ndata: \ndata: b\n\n".into())
+            data("a\n\rb"),
+            "data: a\ndata: \ndata: b\n\n",
+            "LF CR is two"
         );
     }
 
@@ -191,48 +219,34 @@ mod tests {
     fn data_that_looks_like_fields_stays_data() {
         let sneaky = "1\n\nevent: admin\ndata: gotcha";
         assert_eq!(
-            encoded(&data(sneaky)),
-            Ok("data: 1\ndata: \ndata: event: admin\ndata: data: gotcha\n\n".into())
+            data(sneaky),
+            "data: 1\ndata: \ndata: event: admin\ndata: data: gotcha\n\n"
         );
     }
 
     #[test]
     fn a_leading_space_in_a_value_survives_the_one_space_the_parser_drops() {
-        assert_eq!(encoded(&data(" x")), Ok("data:  x\n\n".into()));
+        assert_eq!(data(" x"), "data:  x\n\n");
     }
 
     #[test]
-    fn event_and_id_values_with_cr_lf_or_nul_are_refused() {
+    fn event_and_id_values_with_cr_lf_or_nul_are_refused_and_write_nothing() {
         for bad in ["a\nb", "a\rb", "a\r\nb", "a\0b", "\n"] {
-            let as_event = Event {
-                event: Some(bad),
-                id: None,
-                data: "x",
-            };
-            assert_eq!(
-                encoded(&as_event),
-                Err(InvalidField("event")),
-                "event {bad:?}"
-            );
-            let as_id = Event {
-                event: None,
-                id: Some(bad),
-                data: "x",
-            };
-            assert_eq!(encoded(&as_id), Err(InvalidField("id")), "id {bad:?}");
+            for (event, id, field) in [(Some(bad), None, "event"), (None, Some(bad), "id")] {
+                let mut out = b"before".to_vec();
+                let refused = Event {
+                    event,
+                    id,
+                    data: "x",
+                };
+                assert_eq!(
+                    encode_event(&mut out, &refused),
+                    Err(InvalidField(field)),
+                    "{bad:?}"
+                );
+                assert_eq!(out, b"before");
+            }
         }
-    }
-
-    #[test]
-    fn a_refused_event_writes_nothing() {
-        let mut out = b"before".to_vec();
-        let bad = Event {
-            event: Some("ok"),
-            id: Some("a\nb"),
-            data: "x",
-        };
-        assert_eq!(encode_event(&mut out, &bad), Err(InvalidField("id")));
-        assert_eq!(out, b"before");
     }
 
     #[test]
@@ -240,25 +254,7 @@ mod tests {
         let mut out = Vec::new();
         encode_comment(&mut out, "one\ntwo");
         encode_retry(&mut out, 3000);
-        assert_eq!(out, b": one\n: two\nretry: 3000\n");
-    }
-
-    #[test]
-    fn the_stream_head_is_close_delimited_and_never_keep_alive() {
-        let mut out = Vec::new();
-        encode_stream_head(&mut out, "");
-        let head = String::from_utf8(out).expect("ASCII");
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
-        assert!(head.contains("\r\nContent-Type: text/event-stream\r\n"));
-        assert!(head.contains("\r\nConnection: close\r\n"));
-        assert!(!head.contains("Content-Length") && !head.contains("keep-alive"));
-        assert!(head.ends_with("close\r\n\r\n"));
-    }
-
-    #[test]
-    fn extra_fields_go_before_the_blank_line_that_ends_the_head() {
-        let mut out = Vec::new();
-        encode_stream_head(&mut out, "Vary: Origin\r\n");
-        assert!(out.ends_with(b"Connection: close\r\nVary: Origin\r\n\r\n"));
+        end_block(&mut out);
+        assert_eq!(out, b": one\n: two\nretry: 3000\n\n");
     }
 }

@@ -32,7 +32,9 @@ fn a_listed_origin_is_named_and_others_are_not() {
     ]);
     for origin in ["https://a.example", "http://b.example:8000"] {
         let head = stream_head(&server, Some(origin));
-        let fields = format!("\r\nAccess-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n\r\n");
+        let fields = format!(
+            "\r\nAccess-Control-Allow-Origin: {origin}\r\nVary: Origin\r\nConnection: close\r\n\r\n"
+        );
         assert!(head.ends_with(&fields), "{origin}: {head}");
     }
     for origin in [
@@ -46,7 +48,7 @@ fn a_listed_origin_is_named_and_others_are_not() {
             "{origin:?}: {head}"
         );
         assert!(
-            head.ends_with("\r\nVary: Origin\r\n\r\n"),
+            head.ends_with("\r\nVary: Origin\r\nConnection: close\r\n\r\n"),
             "{origin:?}: {head}"
         );
     }
@@ -57,7 +59,7 @@ fn a_star_lets_any_origin_in() {
     let server = Server::start(&["--allow-origin", "*"]);
     let head = stream_head(&server, Some("https://anyone.example"));
     assert!(
-        head.ends_with("\r\nAccess-Control-Allow-Origin: *\r\n\r\n"),
+        head.ends_with("\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"),
         "{head}"
     );
 }
@@ -84,15 +86,18 @@ fn an_origin_with_a_path_or_another_scheme_is_refused_at_start() {
 #[test]
 fn the_full_server_answer_and_head_carry_the_cors_fields_too() {
     let origin = "https://a.example";
-    let server = Server::start(&["--max-clients", "1", "--allow-origin", origin]);
-    let fields = format!("\r\nAccess-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n\r\n");
+    let server = Server::start(&["--max-connections", "1", "--allow-origin", origin]);
+    let fields = format!(
+        "\r\nAccess-Control-Allow-Origin: {origin}\r\nVary: Origin\r\nConnection: close\r\n\r\n"
+    );
 
     let answer = server.exchange(
         format!("HEAD /events HTTP/1.1\r\nHost: test\r\nOrigin: {origin}\r\n\r\n").as_bytes(),
     );
     assert!(answer.ends_with(&fields), "HEAD: {answer}");
+    server.wait_until_idle(); // the HEAD's thread has given its slot back
 
-    // The one place is taken by a stream; the next viewer is told to come
+    // The one slot is taken by a stream; the next viewer is told to come
     // back. Without the CORS fields its browser would give up for good.
     let mut holder = EventStream::open(&server, "/events");
     holder.next_tick();

@@ -37,8 +37,8 @@ impl Rng {
     }
 }
 
-/// Requests to start from: each route, both versions, a resume, bodies
-/// (one allowed, two not), a pipelined pair.
+/// Requests to start from: each route, both versions, a resume, bodies of
+/// both framings and an unknown coding, a second request behind the first.
 const VALID: &[&str] = &[
     "GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n",
     "HEAD /index.html HTTP/1.1\r\nHost: fuzz\r\nAccept: */*\r\n\r\n",
@@ -50,6 +50,7 @@ const VALID: &[&str] = &[
     "GET http://fuzz/ HTTP/1.1\r\nHost: fuzz\r\n\r\nHEAD / HTTP/1.1\r\nHost: fuzz\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 3\r\n\r\nabc",
     "GET / HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
 ];
 
 fn mutate(rng: &mut Rng) -> Vec<u8> {
@@ -93,14 +94,28 @@ fn try_one(server: &Server, request: &[u8]) -> String {
     // too large, say); a failed write is then expected.
     let _ = socket.write_all(request);
     let _ = socket.shutdown(Shutdown::Write);
+    // Read to the close; a stream never closes by itself (the viewer is
+    // still reading), so once its head and first block are in, stop.
     let mut answer = Vec::new();
-    if let Err(error) = socket.read_to_end(&mut answer) {
-        let kind = error.kind();
-        assert!(
-            kind != ErrorKind::WouldBlock && kind != ErrorKind::TimedOut,
-            "hung on {request:?}"
-        );
-        panic!("{error} (not a clean close) after {request:?}");
+    let mut chunk = [0u8; 4096];
+    loop {
+        match socket.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => answer.extend_from_slice(&chunk[..read]),
+            Err(error) => {
+                let kind = error.kind();
+                assert!(
+                    kind != ErrorKind::WouldBlock && kind != ErrorKind::TimedOut,
+                    "hung on {request:?}"
+                );
+                panic!("{error} (not a clean close) after {request:?}");
+            }
+        }
+        let text = String::from_utf8_lossy(&answer);
+        let body = text.split_once("\r\n\r\n").map(|(_, body)| body);
+        if text.contains("text/event-stream") && body.is_some_and(|body| body.contains("\n\n")) {
+            break;
+        }
     }
     if answer.is_empty() {
         return "close".to_owned();
@@ -118,7 +133,7 @@ fn try_one(server: &Server, request: &[u8]) -> String {
 
 #[test]
 fn twenty_thousand_mutated_requests_get_a_status_or_a_clean_close() {
-    // A stream notices that its client half-closed at its next tick, so a
+    // A stream notices that its client closed at its next writes, so a
     // short interval keeps the stream requests among the cases short.
     let server = Server::start(&["--quiet", "--interval", "10"]);
     server.wait_until_idle();
@@ -150,9 +165,7 @@ fn twenty_thousand_mutated_requests_get_a_status_or_a_clean_close() {
     eprintln!("outcomes of {CASES} mutated requests: {total:?}");
     assert_eq!(total.values().sum::<usize>(), CASES);
     // The mutations reach every kind of answer, not just one.
-    for status in [
-        "200", "400", "404", "405", "413", "414", "431", "501", "close",
-    ] {
+    for status in ["200", "400", "404", "405", "414", "431", "501", "close"] {
         assert!(total.contains_key(status), "no {status} among {total:?}");
     }
     // Still up and serving, and back to its idle threads.

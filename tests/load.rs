@@ -41,7 +41,7 @@ fn streams_get_every_tick_on_time() {
         "--quiet",
         "--interval",
         "1000",
-        "--max-clients",
+        "--max-connections",
         &max_clients,
     ]);
     server.wait_until_idle();

@@ -34,7 +34,7 @@ fn page_and_first_event_stay_fast_under_a_silent_flood() {
         "--quiet",
         "--interval",
         "1000",
-        "--max-clients",
+        "--max-connections",
         &MAX_CLIENTS.to_string(),
     ]);
     let mut stalled = server.connect();

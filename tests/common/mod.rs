@@ -437,3 +437,39 @@ pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     listener.local_addr().expect("local address").port()
 }
+
+/// The answer without its `Date` field, after checking that the field is
+/// there, second in the head, and an IMF-fixdate (RFC 9110 section 5.6.7):
+/// `Date: Wed, 25 Nov 2026 15:00:00 GMT`.
+pub fn without_date(answer: &str) -> String {
+    let (status_line, rest) = answer.split_once("\r\n").expect("a status line");
+    let (date, rest) = rest.split_once("\r\n").expect("a field line");
+    let value = date
+        .strip_prefix("Date: ")
+        .unwrap_or_else(|| panic!("Date second in the head: {answer:?}"));
+    assert!(is_http_date(value), "IMF-fixdate: {value:?}");
+    format!("{status_line}\r\n{rest}")
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`: day name, 2-digit day, month name,
+/// 4-digit year, time, GMT.
+pub fn is_http_date(value: &str) -> bool {
+    let days = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec";
+    let parts: Vec<&str> = value.split(' ').collect();
+    let digits =
+        |text: &str, len: usize| text.len() == len && text.bytes().all(|b| b.is_ascii_digit());
+    let [day_name, day, month, year, time, "GMT"] = parts[..] else {
+        return false;
+    };
+    let time: Vec<&str> = time.split(':').collect();
+    day_name
+        .strip_suffix(',')
+        .is_some_and(|name| days.contains(&name))
+        && digits(day, 2)
+        && month.len() == 3
+        && months.split(' ').any(|m| m == month)
+        && digits(year, 4)
+        && time.len() == 3
+        && time.iter().all(|part| digits(part, 2))
+}
