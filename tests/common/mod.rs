@@ -14,6 +14,31 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_sse-clock");
 
+/// The command that starts the server, word by word: the binary cargo just
+/// built, or, when `SSE_CLOCK_TEST_SERVER` is set, its words split on
+/// whitespace (so no word can hold a space). `.ci/run` sets it to a
+/// qemu-user prefix and a cross-built binary, such as
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/sse-clock`.
+/// Under qemu-user, `/proc/<pid>` describes qemu running the server, whose
+/// own threads count too: tests that read it are not run there.
+pub fn server_words() -> Vec<String> {
+    let words = std::env::var("SSE_CLOCK_TEST_SERVER").unwrap_or_default();
+    let words: Vec<String> = words.split_whitespace().map(str::to_owned).collect();
+    if words.is_empty() {
+        vec![BINARY.to_owned()]
+    } else {
+        words
+    }
+}
+
+/// The server's command, ready for its arguments.
+fn server_command() -> Command {
+    let words = server_words();
+    let mut command = Command::new(&words[0]);
+    command.args(&words[1..]);
+    command
+}
+
 /// A running server. Dropping it kills the process, so no test leaves one
 /// behind, even when it fails.
 pub struct Server {
@@ -33,7 +58,7 @@ impl Server {
 
     /// The same, with environment variables set (the timeouts).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(BINARY);
+        let mut command = server_command();
         command
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
@@ -47,7 +72,9 @@ impl Server {
         let mut command = Command::new("bash");
         let script = format!("ulimit -n {limit} && exec \"$0\" \"$@\"");
         command
-            .args(["-c", &script, BINARY, "--addr", "127.0.0.1:0"])
+            .args(["-c", &script])
+            .args(server_words())
+            .args(["--addr", "127.0.0.1:0"])
             .args(args);
         Server::launch(command)
     }
@@ -57,7 +84,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start sse-clock");
+            .unwrap_or_else(|error| panic!("start {:?}: {error}", server_words()));
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read the first line");
@@ -275,12 +302,12 @@ fn read_answer(reader: &mut BufReader<TcpStream>, with_body: bool) -> (String, S
 
 /// Runs the binary with `args` to its exit, killing it after `TIMEOUT`.
 pub fn run_to_exit(args: &[&str]) -> Output {
-    let mut child = Command::new(BINARY)
+    let mut child = server_command()
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start sse-clock");
+        .unwrap_or_else(|error| panic!("start {:?}: {error}", server_words()));
     let deadline = Instant::now() + TIMEOUT;
     while child.try_wait().expect("try_wait").is_none() {
         if Instant::now() > deadline {
