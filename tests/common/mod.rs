@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of this
 
 pub mod browser;
+pub mod page;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
