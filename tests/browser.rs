@@ -139,6 +139,14 @@ fn the_page_ticks_counts_clients_and_resumes_across_a_restart(browser: &mut Brow
     attempts.extend(reopened.iter().find(|&&open| open > attempts[0]));
     let gaps: Vec<u64> = attempts.windows(2).map(|pair| pair[1] - pair[0]).collect();
     assert_waits(browser, "server down", &gaps, RETRY_MS);
+    // No engine backs off: every attempt waited as long as the first.
+    let (least, most) = (gaps.iter().min(), gaps.iter().max());
+    let spread = most.zip(least).map_or(0, |(most, least)| most - least);
+    assert!(
+        spread <= SLACK_MS,
+        "{:?}: backed off: {gaps:?}",
+        browser.engine
+    );
 }
 
 fn an_error_status_ends_the_stream_for_good(browser: &mut Browser) {
