@@ -254,18 +254,21 @@ impl Browser {
              user_pref(\"datareporting.policy.dataSubmissionEnabled\", false);\n"
         );
         std::fs::write(self.profile.join("prefs.js"), prefs).expect("write prefs.js");
-        let mut firefox = Command::new(firefox)
+        let firefox = Command::new(firefox)
             .args(["--headless", "--marionette", "--no-remote", "-profile"])
             .arg(&self.profile)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start Firefox");
+        // Pushed at once, so that drop kills it if the wait below fails.
+        self.processes.push(firefox);
         let deadline = Instant::now() + DRIVER_TIMEOUT;
         let socket = loop {
             if let Ok(socket) = TcpStream::connect(("127.0.0.1", port)) {
                 break socket;
             }
+            let firefox = self.processes.last_mut().expect("Firefox");
             let running = firefox.try_wait().is_ok_and(|exit| exit.is_none());
             assert!(
                 running && Instant::now() < deadline,
@@ -273,12 +276,12 @@ impl Browser {
             );
             thread::sleep(Duration::from_millis(50));
         };
-        self.processes.push(firefox);
         socket
             .set_read_timeout(Some(DRIVER_TIMEOUT))
             .expect("read timeout");
         let mut reader = BufReader::new(socket);
-        // The server speaks first: {"applicationType":"gecko","marionetteProtocol":3}
+        // The server speaks first:
+        // 50:{"applicationType":"gecko","marionetteProtocol":3}
         let hello = read_marionette_message(&mut reader).expect("Marionette's hello");
         assert!(
             hello.contains("marionetteProtocol"),
@@ -291,8 +294,8 @@ impl Browser {
     /// One Marionette command and its answer:
     ///
     /// ```text
-    /// 63:[0,2,"WebDriver:Navigate",{"url":"http://127.0.0.1:40123/"}]
-    /// 28:[1,2,null,{"value":null}]
+    /// 65:[0,4,"WebDriver:ExecuteScript",{"script":"return 1+1","args":[]}]
+    /// 22:[1,4,null,{"value":2}]
     /// ```
     /// `[0, id, name, parameters]` asks; `[1, id, error, result]` answers,
     /// with `error` null when all went well.
@@ -333,6 +336,7 @@ impl Drop for Browser {
                     *last_id + 1
                 );
                 let socket = reader.get_mut();
+                let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
                 let _ = socket.write_all(format!("{}:{message}", message.len()).as_bytes());
                 let _ = read_marionette_message(reader);
             }
@@ -411,6 +415,17 @@ fn find_minibrowser() -> Option<PathBuf> {
 
 /// One HTTP request with a JSON body to a WebDriver server on
 /// 127.0.0.1:`port`; the answer's status and its `Content-Length` body.
+/// What chromedriver answers to `POST /session/ID/execute/sync` with
+/// `{"script":"return 1+1","args":[]}` (with no space after its colons):
+///
+/// ```text
+/// HTTP/1.1 200 OK\r\n
+/// Content-Length:11\r\n
+/// Content-Type:application/json; charset=utf-8\r\n
+/// cache-control:no-cache\r\n
+/// \r\n
+/// {"value":2}
+/// ```
 fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut socket = TcpStream::connect(("127.0.0.1", port))?;
     socket.set_read_timeout(Some(DRIVER_TIMEOUT))?;
