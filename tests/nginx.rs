@@ -4,9 +4,15 @@
 //! 100 ms of its tick, the page must be served, and a reconnect with
 //! `Last-Event-ID` must resume.
 //!
-//! Needs the Debian package `nginx` (`.ci/run` installs it). Without it the
-//! test is skipped with a loud message, except under `CI=true`, where a
-//! missing nginx is a failure.
+//! Then scale-out, in each browser engine: two instances behind the
+//! README's `upstream` block and the same `location` blocks; the instance
+//! that holds the page's stream is killed, and the page carries on from
+//! the other one with no tick lost and none repeated; once the last one is
+//! gone too, nginx's `502` makes the browser give up.
+//!
+//! Needs the Debian package `nginx`, and for scale-out the browsers
+//! (`.ci/run` installs them all). Without them the tests are skipped with
+//! a loud message, except under `CI=true`, where a missing one is a failure.
 
 mod common;
 
@@ -17,6 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use common::browser::{Browser, Engine};
+use common::page::{open_page, wait_for_page};
 use common::{EventStream, Server, find_program, free_port, unix_ms_now, wait_for_within};
 
 const PAGE: &str = include_str!("../static/index.html");
@@ -29,7 +37,7 @@ fn events_pass_through_nginx_at_once_and_resume_through_it() {
         return;
     };
     let server = Server::start(&["--interval", "200"]);
-    let proxy = Nginx::start(&nginx, &server.addr.to_string());
+    let proxy = Nginx::start(&nginx, "", &readme_locations(&server.addr.to_string()));
 
     // The page, through the proxy.
     let mut socket = proxy.connect();
@@ -70,6 +78,87 @@ fn events_pass_through_nginx_at_once_and_resume_through_it() {
     }
 }
 
+#[test]
+fn a_page_through_nginx_carries_on_when_its_instance_dies_in_chromium() {
+    check_scale_out(Engine::Chromium);
+}
+
+#[test]
+fn a_page_through_nginx_carries_on_when_its_instance_dies_in_firefox() {
+    check_scale_out(Engine::Firefox);
+}
+
+#[test]
+fn a_page_through_nginx_carries_on_when_its_instance_dies_in_webkit() {
+    check_scale_out(Engine::WebKit);
+}
+
+fn check_scale_out(engine: Engine) {
+    let Some(nginx) = find_program(&["nginx"]) else {
+        common::missing("nginx is", "nginx");
+        return;
+    };
+    let Some(mut browser) = Browser::start(engine) else {
+        return;
+    };
+    let args = ["--interval", "200", "--retry", "300"];
+    let mut instances = vec![Server::start(&args), Server::start(&args)];
+    let addrs: Vec<String> = instances
+        .iter()
+        .map(|server| server.addr.to_string())
+        .collect();
+    let proxy = Nginx::start(
+        &nginx,
+        &readme_upstream(&addrs),
+        &readme_locations("sse_clock"),
+    );
+    open_page(&mut browser, &format!("http://127.0.0.1:{}/", proxy.port));
+    wait_for_page(&mut browser, "open, 1 client, 3 ticks", |page| {
+        page.state == "open" && page.clients == "1" && page.watched.ids.len() >= 3
+    });
+
+    // The instance holding the stream runs one thread more than the other,
+    // once the page's own request has been answered.
+    let holder = wait_for_within(Duration::from_secs(5), || {
+        let threads: Vec<usize> = instances.iter().map(Server::threads).collect();
+        (0..2).find(|&at| threads[at] == threads[1 - at] + 1)
+    });
+    let holder = holder.expect("one instance holds the page's stream");
+    let idle_threads = instances[1 - holder].threads();
+    let page = common::page::read_page(&mut browser);
+    let last_before = page.watched.last_id().expect("ticks");
+    drop(instances.remove(holder));
+
+    // The browser reconnects through nginx, which finds the killed
+    // instance refusing and passes the request, `Last-Event-ID` and all,
+    // to the other: it replays what was missed and goes on.
+    let page = wait_for_page(&mut browser, "open again, 5 ticks on", |page| {
+        page.state == "open"
+            && page
+                .watched
+                .last_id()
+                .is_some_and(|id| id >= last_before + 5 * 200)
+    });
+    page.watched.assert_contiguous(200);
+    assert_eq!(
+        page.clients, "1",
+        "{engine:?}: counted by the instance left"
+    );
+    let threads = instances[0].threads();
+    assert_eq!(
+        threads,
+        idle_threads + 1,
+        "the stream is on the other instance"
+    );
+
+    // With no instance left, nginx answers the reconnect with 502 Bad
+    // Gateway, and an error status makes the browser give up for good.
+    drop(instances);
+    wait_for_page(&mut browser, "closed after a 502", |page| {
+        page.state == "closed"
+    });
+}
+
 /// `GET /events` through the proxy, as HTTP/1.0 so that nginx sends the
 /// stream as it comes rather than in chunked framing.
 fn open_stream(proxy: &Nginx, fields: &str) -> EventStream {
@@ -80,14 +169,32 @@ fn open_stream(proxy: &Nginx, fields: &str) -> EventStream {
 }
 
 /// The `location` blocks from the README's nginx section, pointed at
-/// `upstream` instead of 127.0.0.1:8080.
+/// `upstream` (an address, or the name of an `upstream` block) instead of
+/// 127.0.0.1:8080.
 fn readme_locations(upstream: &str) -> String {
-    let start = README
-        .find("```nginx\n")
-        .expect("an nginx block in the README")
-        + "```nginx\n".len();
+    readme_nginx_block("location").replace("127.0.0.1:8080", upstream)
+}
+
+/// The `upstream` block from the README's section on several instances,
+/// with the instances' real addresses in place of its example ones.
+fn readme_upstream(addrs: &[String]) -> String {
+    let mut block = readme_nginx_block("upstream");
+    for (example, addr) in ["127.0.0.1:8080;", "127.0.0.1:8081;"].iter().zip(addrs) {
+        assert!(
+            block.contains(example),
+            "{example} in the README's upstream"
+        );
+        block = block.replace(example, &format!("{addr};"));
+    }
+    block
+}
+
+/// The first ```` ```nginx ```` block of the README that starts with `word`.
+fn readme_nginx_block(word: &str) -> String {
+    let fence = format!("```nginx\n{word}");
+    let start = README.find(&fence).expect("the nginx block in the README") + "```nginx\n".len();
     let end = start + README[start..].find("```").expect("the end of the block");
-    README[start..end].replace("127.0.0.1:8080", upstream)
+    README[start..end].to_owned()
 }
 
 /// A real nginx in the foreground, with a configuration and temp files of
@@ -99,7 +206,9 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(nginx: &Path, upstream: &str) -> Nginx {
+    /// Starts nginx with `upstreams` (blocks for the `http` context) and a
+    /// `server` made of `locations`.
+    fn start(nginx: &Path, upstreams: &str, locations: &str) -> Nginx {
         let port = free_port();
         let prefix =
             std::env::temp_dir().join(format!("sse-clock-nginx-{}-{port}", std::process::id()));
@@ -110,8 +219,7 @@ impl Nginx {
              error_log stderr warn;\nevents {{ worker_connections 64; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
              fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-             server {{\n    listen 127.0.0.1:{port};\n{}\n  }}\n}}\n",
-            readme_locations(upstream)
+             {upstreams}\n  server {{\n    listen 127.0.0.1:{port};\n{locations}\n  }}\n}}\n"
         );
         std::fs::write(prefix.join("nginx.conf"), config).expect("write nginx.conf");
         let child = Command::new(nginx)

@@ -2,6 +2,9 @@
 //! from the `Listening on` line, speak raw bytes to it, kill it on drop.
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod browser;
+pub mod page;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};

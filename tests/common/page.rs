@@ -1,0 +1,168 @@
+//! The project's page (static/index.html) as a test sees it through a
+//! `Browser`: what it shows now (connection state, client count, clock),
+//! and everything it has shown since the test began to watch it: every
+//! clock event's id, in arrival order, and each change of the connection
+//! state with its time. The page keeps only its last 20 events on screen;
+//! the watch keeps them all, so a gap or a duplicate cannot scroll away
+//! between two looks.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::browser::Browser;
+
+/// How long the page may take to reach a state a test waits for.
+pub const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the page shows, and what it has shown since `watch`.
+#[derive(Debug)]
+pub struct Page {
+    /// `connecting`, `open`, `reconnecting` or `closed`.
+    pub state: String,
+    pub clients: String,
+    pub clock: String,
+    pub watched: Watched,
+}
+
+/// What a watched `EventSource` delivered: ids of clock events in order,
+/// and state changes as (state, ms since the watch began).
+#[derive(Debug, Default)]
+pub struct Watched {
+    pub ids: Vec<u64>,
+    pub states: Vec<(String, u64)>,
+}
+
+/// Installs the watch: MutationObservers on the page's log (each entry it
+/// adds) and on its state (each `data-state` it sets), starting with the
+/// entries already there, oldest first.
+const WATCH: &str = "\
+const log = document.getElementById('log');
+const state = document.getElementById('state');
+const start = performance.now();
+const watched = { ids: [], states: [] };
+window.sseClockWatch = watched;
+const note = (entry) => { if (entry.dataset.type === 'message') watched.ids.push(entry.dataset.id); };
+[...log.children].reverse().forEach(note);
+new MutationObserver((records) => records.forEach((record) => record.addedNodes.forEach(note)))
+  .observe(log, { childList: true });
+new MutationObserver(() => watched.states.push(state.dataset.state + ' ' + Math.round(performance.now() - start)))
+  .observe(state, { attributes: true, attributeFilter: ['data-state'] });
+return 'watching';";
+
+const READ: &str = "\
+const text = (id) => document.getElementById(id).textContent;
+const watched = window.sseClockWatch;
+return [document.getElementById('state').dataset.state, text('clients'), text('clock'),
+  watched.ids.join(','), watched.states.join(',')].join('|');";
+
+/// Opens an `EventSource` on `url` from the current page, recorded like
+/// the page's own (ids in order, states with times); `closed` is the state
+/// after an error from which the browser will not try again.
+const PROBE: &str = "\
+const start = performance.now();
+const source = new EventSource(URL);
+const watched = { ids: [], states: [] };
+window.sseClockProbe = watched;
+const note = (state) => watched.states.push(state + ' ' + Math.round(performance.now() - start));
+source.onopen = () => note('open');
+source.onerror = () => note(source.readyState === 2 ? 'closed' : 'reconnecting');
+source.onmessage = (event) => watched.ids.push(event.lastEventId);
+return 'probing';";
+
+const READ_PROBE: &str = "\
+const watched = window.sseClockProbe;
+return ['', '', '', watched.ids.join(','), watched.states.join(',')].join('|');";
+
+/// Loads the page at `url` and starts watching it.
+pub fn open_page(browser: &mut Browser, url: &str) {
+    browser.goto(url);
+    browser.run(WATCH);
+}
+
+pub fn read_page(browser: &mut Browser) -> Page {
+    parse_page(&browser.run_for_string(READ))
+}
+
+/// Polls the page every 50 ms until `done` holds, and returns what it
+/// showed then; fails after `PAGE_TIMEOUT`, saying what it was waiting for.
+pub fn wait_for_page(browser: &mut Browser, what: &str, done: impl Fn(&Page) -> bool) -> Page {
+    wait_for_script(browser, READ, what, done)
+}
+
+/// Starts a probe `EventSource` on `url` in the current page.
+pub fn probe(browser: &mut Browser, url: &str) {
+    browser.run(&PROBE.replace("URL", &super::browser::quote(url)));
+}
+
+/// Polls the probe as `wait_for_page` polls the page.
+pub fn wait_for_probe(
+    browser: &mut Browser,
+    what: &str,
+    done: impl Fn(&Watched) -> bool,
+) -> Watched {
+    wait_for_script(browser, READ_PROBE, what, |page| done(&page.watched)).watched
+}
+
+fn wait_for_script(
+    browser: &mut Browser,
+    script: &str,
+    what: &str,
+    done: impl Fn(&Page) -> bool,
+) -> Page {
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    loop {
+        let page = parse_page(&browser.run_for_string(script));
+        if done(&page) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: never got to {what}: {page:?}",
+            browser.engine
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn parse_page(text: &str) -> Page {
+    let mut parts = text.split('|');
+    let mut next = || parts.next().unwrap_or_default().to_owned();
+    let (state, clients, clock, ids, states) = (next(), next(), next(), next(), next());
+    let ids = ids.split(',').filter_map(|id| id.parse().ok()).collect();
+    let states = states
+        .split(',')
+        .filter_map(|change| change.rsplit_once(' '))
+        .map(|(state, ms)| (state.to_owned(), ms.parse().unwrap_or_default()))
+        .collect();
+    Page {
+        state,
+        clients,
+        clock,
+        watched: Watched { ids, states },
+    }
+}
+
+impl Watched {
+    /// Every id is the one before it plus `interval_ms`: no tick missing,
+    /// none twice, none out of order.
+    pub fn assert_contiguous(&self, interval_ms: u64) {
+        for pair in self.ids.windows(2) {
+            assert_eq!(
+                pair[1],
+                pair[0] + interval_ms,
+                "ids run on by {interval_ms} ms: {:?}",
+                self.ids
+            );
+        }
+    }
+
+    pub fn last_id(&self) -> Option<u64> {
+        self.ids.last().copied()
+    }
+
+    /// The times at which the state became `state`, in order.
+    pub fn times_of(&self, state: &str) -> Vec<u64> {
+        let times = self.states.iter().filter(|(name, _)| name == state);
+        times.map(|&(_, ms)| ms).collect()
+    }
+}
