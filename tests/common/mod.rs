@@ -2,6 +2,8 @@
 //! from the `Listening on` line, speak raw bytes to it, kill it on drop.
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
