@@ -10,18 +10,25 @@
 //! count it was told. Before comparing, both sides go through the same
 //! `normalise`, which names those values instead of showing them.
 //!
+//! sse-clock writes LF line ends and whole events in each write, so what
+//! the page must also get right, CRLF, a CRLF or a character split between
+//! two chunks, and the log entries that name their lines on the wire, is
+//! checked against a small scripted server (`ScriptedServer`) instead.
+//!
 //! An engine that is not installed is skipped loudly, except under
 //! `CI=true`, where it is a failure (see `common::browser`).
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Server;
 use common::browser::{Browser, ENGINES, Engine, items, json_string};
+use common::{Server, unix_ms_now};
 
 const INTERVAL_MS: u64 = 500;
 const INTERVAL: Duration = Duration::from_millis(INTERVAL_MS);
@@ -130,6 +137,89 @@ fn the_wire_shows_line_for_line_what_a_raw_socket_reads_at_the_same_time() {
 
         compare(engine, &shown, &read);
         assert_bounded(engine, &mut browser);
+    }
+}
+
+#[test]
+fn crlf_and_lines_split_between_chunks_show_as_they_came_and_log_entries_name_their_lines() {
+    for engine in ENGINES {
+        let Some(mut browser) = Browser::start(engine) else {
+            continue;
+        };
+        let server = ScriptedServer::start();
+        browser.goto(&format!("http://{}/", server.addr));
+        open_wire(&mut browser, true);
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        let rows = wait_for_rows(&mut browser, deadline, "6 ticks from line 1", |rows| {
+            let ticks = rows
+                .iter()
+                .filter(|row| row.raw.starts_with("id: "))
+                .count();
+            rows.first().is_some_and(|row| row.number == 1) && ticks >= 6
+        });
+
+        // Every line ended in CRLF, shown as such, even where the CR came
+        // in one chunk and the LF in the next; a character split between
+        // chunks arrives whole.
+        for row in &rows {
+            assert_eq!(row.end, "\\r\\n", "{engine:?}: line end of {row:?}");
+        }
+        let lines: Vec<String> = rows.iter().map(|row| row.raw.clone()).collect();
+        for block in blocks(&lines)
+            .iter()
+            .filter(|block| tick_id(block).is_some())
+        {
+            let id = tick_id(block).expect("a tick");
+            let expected = [
+                format!("id: {id}"),
+                format!("data: caf\u{e9} {id}"),
+                String::new(),
+            ];
+            assert_eq!(block[..], expected[..], "{engine:?}: a tick");
+        }
+        // Each piece of a tick was a chunk of its own in at least one tick:
+        // a time beside the `data:` line and the blank line as well.
+        let stamped = |row: &Row| !row.time.is_empty();
+        let split = rows
+            .windows(3)
+            .any(|three| three[0].raw.starts_with("id: ") && three.iter().all(stamped));
+        assert!(split, "{engine:?}: no tick came in three chunks: {rows:#?}");
+
+        // The page's EventSource and its wire view get the same ticks, so
+        // log entries name the lines on the wire that make their event.
+        let marked = browser.run(
+            "return [...document.querySelectorAll('#log li[data-wire]')].map((entry) => \
+             [entry.dataset.type, entry.dataset.id, entry.dataset.wire]);",
+        );
+        let marked = items(&marked);
+        assert!(
+            marked.len() >= 2,
+            "{engine:?}: log entries marked: {marked:?}"
+        );
+        let rows = read_rows(&mut browser);
+        for entry in marked {
+            let parts: Vec<String> = items(entry).into_iter().filter_map(json_string).collect();
+            let [kind, id, wire] = <[String; 3]>::try_from(parts).expect("three parts");
+            let (first, last) = wire
+                .split_once('\u{2013}')
+                .expect("lines as FIRST\u{2013}LAST");
+            let (first, last): (u64, u64) = (first.parse().expect("a"), last.parse().expect("b"));
+            let named: Vec<&str> = rows
+                .iter()
+                .filter(|row| (first..=last).contains(&row.number))
+                .map(|row| row.raw.as_str())
+                .collect();
+            assert_eq!(kind, "message", "{engine:?}");
+            assert_eq!(
+                named,
+                [
+                    format!("id: {id}"),
+                    format!("data: caf\u{e9} {id}"),
+                    String::new()
+                ],
+                "{engine:?}: lines {wire} for log entry {id}"
+            );
+        }
     }
 }
 
@@ -292,17 +382,19 @@ impl RawStream {
     }
 }
 
-/// One row of `#wire-bytes`: the line's number in its stream, its text,
-/// and its line end as the page writes it (`\n` for LF).
+/// One row of `#wire-bytes`: the line's number in its stream, the arrival
+/// time of the chunk that ended it (on the first line a chunk ends, else
+/// blank), its text, and its line end as the page writes it (`\n` for LF).
 #[derive(Debug)]
 struct Row {
     number: u64,
+    time: String,
     raw: String,
     end: String,
 }
 
 const READ_ROWS: &str = "return [...document.querySelectorAll('#wire-bytes > span')].map((row) =>
-  [row.dataset.line, row.querySelector('.raw').textContent, row.querySelector('.end').textContent]);";
+  [row.dataset.line, ...['.time', '.raw', '.end'].map((part) => row.querySelector(part).textContent)]);";
 
 fn read_rows(browser: &mut Browser) -> Vec<Row> {
     let json = browser.run(READ_ROWS);
@@ -311,9 +403,15 @@ fn read_rows(browser: &mut Browser) -> Vec<Row> {
             .into_iter()
             .map(|part| json_string(part).unwrap_or_else(|| panic!("a string: {part}")))
             .collect();
-        let [number, raw, end] = <[String; 3]>::try_from(parts).expect("three parts a row");
+        let [number, time, raw, end] = <[String; 4]>::try_from(parts).expect("four parts a row");
         let number = number.parse().expect("a line number");
-        Row { number, raw, end }
+        let time = time.trim_end().to_owned();
+        Row {
+            number,
+            time,
+            raw,
+            end,
+        }
     });
     rows.collect()
 }
@@ -373,4 +471,94 @@ fn text_of(browser: &mut Browser, id: &str) -> String {
     browser.run_for_string(&format!(
         "return document.getElementById('{id}').textContent;"
     ))
+}
+
+/// A stand-in for sse-clock, to see the page handle what sse-clock never
+/// sends: CRLF line ends, a character split between two writes, and a
+/// CRLF split between two writes. It serves the page (the same file the
+/// binary includes) and, on `/events`, ticks whose ids are multiples of
+/// `SCRIPTED_INTERVAL_MS`, so every stream gets the same ids.
+struct ScriptedServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+const SCRIPTED_INTERVAL_MS: u64 = 200;
+const PAGE: &[u8] = include_bytes!("../static/index.html");
+
+impl ScriptedServer {
+    fn start() -> ScriptedServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let addr = listener.local_addr().expect("local address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        thread::spawn(move || {
+            for socket in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                // A stream ends when the browser is gone and a write fails.
+                thread::spawn(move || socket.and_then(answer_scripted));
+            }
+        });
+        ScriptedServer { addr, stop }
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accepting thread
+    }
+}
+
+/// One request: the page, or a stream whose ticks each go out in three
+/// writes 30 ms apart:
+///
+/// ```text
+/// id: 1795515047000\r\ndata: caf\xc3        (é is C3 A9 in UTF-8)
+/// \xa9 1795515047000\r\n\r                 (the last CR without its LF)
+/// \n
+/// ```
+fn answer_scripted(mut socket: TcpStream) -> io::Result<()> {
+    socket.set_nodelay(true)?;
+    let mut reader = BufReader::new(socket.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut line = String::new();
+    while !matches!(line.as_str(), "\r\n" | "\n") {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+    }
+    if !request_line.starts_with("GET /events ") {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            PAGE.len()
+        );
+        return socket.write_all(&[head.as_bytes(), PAGE].concat());
+    }
+    socket.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+          Cache-Control: no-cache\r\nConnection: close\r\n\r\n: scripted\r\n\r\n",
+    )?;
+    loop {
+        let now = unix_ms_now();
+        let tick = (now / SCRIPTED_INTERVAL_MS + 1) * SCRIPTED_INTERVAL_MS;
+        thread::sleep(Duration::from_millis(tick - now));
+        let block = format!("id: {tick}\r\ndata: caf\u{e9} {tick}\r\n\r\n");
+        let inside_e = block.find('\u{e9}').expect("an é") + 1;
+        let before_last_lf = block.len() - 1;
+        let bytes = block.as_bytes();
+        for piece in [
+            &bytes[..inside_e],
+            &bytes[inside_e..before_last_lf],
+            &bytes[before_last_lf..],
+        ] {
+            socket.write_all(piece)?;
+            thread::sleep(Duration::from_millis(30));
+        }
+    }
 }
