@@ -10,10 +10,11 @@
 //! count it was told. Before comparing, both sides go through the same
 //! `normalise`, which names those values instead of showing them.
 //!
-//! sse-clock writes LF line ends and whole events in each write, so what
-//! the page must also get right, CRLF, a CRLF or a character split between
-//! two chunks, and the log entries that name their lines on the wire, is
-//! checked against a small scripted server (`ScriptedServer`) instead.
+//! sse-clock ends lines with LF and never splits a line between writes.
+//! What the page must get right beyond that (CRLF, and a CRLF or a
+//! character split between two chunks) is checked against a small
+//! scripted server (`ScriptedServer`); so are the log entries that name
+//! their lines on the wire, which need both streams to carry the same ids.
 //!
 //! An engine that is not installed is skipped loudly, except under
 //! `CI=true`, where it is a failure (see `common::browser`).
