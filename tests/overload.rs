@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{EventStream, Server};
 
-const MAX_CLIENTS: usize = 1000;
+const MAX_CONNECTIONS: usize = 1000;
 const TURN_AWAY_THREADS: usize = 8;
 
 #[test]
@@ -35,13 +35,13 @@ fn page_and_first_event_stay_fast_under_a_silent_flood() {
         "--interval",
         "1000",
         "--max-connections",
-        &MAX_CLIENTS.to_string(),
+        &MAX_CONNECTIONS.to_string(),
     ]);
     let mut stalled = server.connect();
     stalled
         .write_all(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
         .expect("send");
-    // `stalled` never reads; its stream thread holds a place throughout.
+    // `stalled` never reads; its stream thread holds a slot throughout.
 
     let done = AtomicBool::new(false);
     let most_threads = AtomicUsize::new(0);
@@ -64,7 +64,7 @@ fn page_and_first_event_stay_fast_under_a_silent_flood() {
 
     println!();
     println!(
-        "overload: {flood} silent connections in {seconds:.1} s, 1 stalled stream, --max-clients {MAX_CLIENTS}"
+        "overload: {flood} silent connections in {seconds:.1} s, 1 stalled stream, --max-connections {MAX_CONNECTIONS}"
     );
     println!("{:<28}{:>8}{:>8}{:>8}", "probe (ms)", "p50", "p99", "max");
     for (name, samples) in [
@@ -80,7 +80,7 @@ fn page_and_first_event_stay_fast_under_a_silent_flood() {
     }
     println!("probes: {} of each, {failures} unanswered", page_ms.len());
     println!(
-        "server threads at most: {most} (places {MAX_CLIENTS} + turn-away {TURN_AWAY_THREADS} + accept 1)"
+        "server threads at most: {most} (slots {MAX_CONNECTIONS} + turn-away {TURN_AWAY_THREADS} + accept 1)"
     );
     assert_eq!(failures, 0, "every probe answered");
     assert!(!page_ms.is_empty(), "the probe ran");
@@ -88,7 +88,7 @@ fn page_and_first_event_stay_fast_under_a_silent_flood() {
 
 /// Opens `count` connections that never send a byte, about 1,000 a second,
 /// keeping the newest 2,000 open (the server closes older ones itself as it
-/// reclaims their places).
+/// reclaims their slots).
 fn flood_silently(server: &Server, count: usize) {
     let mut open = VecDeque::new();
     let started = Instant::now();
