@@ -6,11 +6,10 @@
 //! request header) and 9.2.6 (`id`, `retry`); RFC 3339 section 5.6 for the
 //! time in `data`. The bytes of each event come from `sse.rs`.
 //!
-//! A viewer gets the stream shown at the top of `sse.rs`: after the
-//! response head, the opening block (a greeting, `retry:`, the `clients`
-//! count), then tick 0 at once, named by the second it is in, then one
-//! tick just after each second begins, and a `clients` event whenever the
-//! number of open streams has changed.
+//! A viewer gets the stream shown at the top of `sse.rs`: the opening
+//! block (a greeting, `retry:`, the `clients` count), tick 0 at once, then
+//! a tick just after each interval boundary, and a `clients` event
+//! whenever the number of open streams has changed.
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -20,12 +19,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{DateTime, Datelike, Timelike};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use crate::sse::{Event, encode_comment, encode_event, encode_retry};
 
-/// The comment that opens every stream. Browsers skip comment lines; it
-/// is there for people who watch the stream with `curl -N`.
+/// The comment that opens every stream, for people who watch it with
+/// `curl -N` (browsers skip comments).
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
 
 /// Proxies close a connection that has been quiet for a while (nginx after
@@ -40,26 +39,21 @@ pub const MAX_REPLAY: u64 = 300;
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// How much each open stream widens the window that ticks are spread over
-/// after each interval boundary (see `spread_ms`): 25 µs, so 100 streams
-/// share 2 ms, 1,000 share 25 ms and 10,000 share 250 ms.
+/// How much each open stream widens the window its ticks are spread over
+/// (see `spread_ms`): 25 µs, so 100 streams share 2 ms, 1,000 share 25 ms
+/// and 10,000 share 250 ms.
 const SPREAD_US_PER_STREAM: u64 = 25;
 
-/// What a steady write holds: a tick (46 bytes) and a `clients` event (25
-/// or so). The first write (head, opening block, a replay) may need more,
+/// What a steady write holds: a tick (46 bytes) and a `clients` event (24
+/// bytes). The first write (head, opening block, a replay) may need more,
 /// and gives the extra back once sent, so no stream keeps it for life.
 const BLOCK_BYTES: usize = 128;
 
-// ---------------------------------------------------------------------------
-// Time: one clock for every stream, and the two ways it is written
-// ---------------------------------------------------------------------------
-
 /// The server's clock: the wall-clock time (Unix ms) read once, at start,
-/// and the monotonic `Instant` of that moment. Every time after is counted
-/// from that one origin, so every stream's due times fall on one grid of
-/// whole milliseconds, and streams due in the same millisecond wake
-/// together from one timer, cheaper than each at its own odd instant. (A
-/// later step of the system clock is not followed until a restart.)
+/// and the `Instant` of that moment. Every later time counts from there,
+/// so all due times fall on one grid of whole milliseconds, and streams
+/// due in the same one wake together. (A later step of the system clock is
+/// not followed until a restart.)
 pub struct Clock {
     origin: Instant,
     origin_ms: u64,
@@ -90,7 +84,7 @@ impl Clock {
 }
 
 /// The calendar date of a Unix time in ms. The one place chrono is used.
-fn calendar(unix_ms: u64) -> DateTime<chrono::Utc> {
+fn calendar(unix_ms: u64) -> DateTime<Utc> {
     i64::try_from(unix_ms)
         .ok()
         .and_then(DateTime::from_timestamp_millis)
@@ -101,12 +95,8 @@ fn calendar(unix_ms: u64) -> DateTime<chrono::Utc> {
 /// with milliseconds, `2026-11-25T15:00:00.250Z`.
 fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
     let t = calendar(unix_ms);
-    let (year, month, day) = (t.year(), t.month(), t.day());
-    let (hour, minute, second) = (t.hour(), t.minute(), t.second());
-    let _ = write!(
-        text,
-        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"
-    );
+    let _ = write!(text, "{:04}-{:02}-{:02}T", t.year(), t.month(), t.day());
+    format_time_of_day(text, &t);
     if with_millis {
         let _ = write!(text, ".{:03}", unix_ms % 1000);
     }
@@ -117,15 +107,18 @@ fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
 /// section 5.6.7, `Wed, 25 Nov 2026 15:00:00 GMT`, for the `Date` field.
 pub fn format_http_date(text: &mut String, unix_ms: u64) {
     let t = calendar(unix_ms);
+    let months = "JanFebMarAprMayJunJulAugSepOctNovDec";
     let at = t.month0() as usize * 3;
-    let month = "JanFebMarAprMayJunJulAugSepOctNovDec".get(at..at + 3);
+    let month = months.get(at..at + 3).unwrap_or_default();
     let (weekday, day, year) = (t.weekday(), t.day(), t.year());
-    let (hour, minute, second) = (t.hour(), t.minute(), t.second());
-    let _ = write!(
-        text,
-        "{weekday}, {day:02} {} {year:04} {hour:02}:{minute:02}:{second:02} GMT",
-        month.unwrap_or_default()
-    );
+    let _ = write!(text, "{weekday}, {day:02} {month} {year:04} ");
+    format_time_of_day(text, &t);
+    text.push_str(" GMT");
+}
+
+/// `15:00:00`, the same in both formats.
+fn format_time_of_day(text: &mut String, t: &DateTime<Utc>) {
+    let _ = write!(text, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
 }
 
 /// A random number below `bound` (or 0). std's `RandomState` hashes with
@@ -141,13 +134,9 @@ pub fn jitter(retry_ms: u64) -> u64 {
     retry_ms + random_below(retry_ms / 2 + 1)
 }
 
-// ---------------------------------------------------------------------------
-// The schedule: which ticks, named how, due when
-// ---------------------------------------------------------------------------
-
 /// How a stream begins: fresh, after the tick the viewer last saw, or
 /// fresh with a comment saying why its `Last-Event-ID` was ignored (never
-/// an error status: an `EventSource` gives up for good on one).
+/// an error status, which would end the `EventSource` for good).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Start {
     Fresh,
@@ -155,16 +144,17 @@ pub enum Start {
     Ignored(&'static str),
 }
 
-/// Reads the `Last-Event-ID` request header (WHATWG 9.2.4). A browser that
-/// reconnects sends the last `id:` it saw there; ours are tick times in
-/// Unix ms, so an id that could be one of our ticks (decimal, not in the
-/// future, less than a day old) says exactly where the viewer left off.
-/// The server keeps no state: this works after a restart, and on another
-/// instance whose clock agrees.
+/// Reads the `Last-Event-ID` request header (WHATWG 9.2.4): the last `id:`
+/// the browser saw before it reconnected. Ours are tick times in Unix ms,
+/// so an id that could be one of our ticks (decimal, not in the future,
+/// less than a day old) says exactly where the viewer left off. The server
+/// keeps no state: this works after a restart, and on another instance
+/// whose clock agrees.
 pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
     let Some(id) = ids.next() else {
         return Start::Fresh;
     };
+    // `parse` alone would take `+5`.
     let decimal = !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit());
     let tick_ms = match id.parse::<u64>() {
         Ok(tick_ms) if decimal && ids.next().is_none() => tick_ms,
@@ -180,11 +170,11 @@ pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> S
 }
 
 /// The ticks of one stream. Tick `k` is named by its time, `first_ms + k ×
-/// interval_ms`, and is sent `offset_ms` after that time, or at once when
-/// that time has passed as the stream starts (a fresh stream's tick 0, a
-/// resumed stream's missed ticks). Every due time comes from the start,
-/// never from "a second after the last write", which would add the time
-/// spent writing to every period: the clock would drift and skip a second.
+/// interval_ms`, and is sent `offset_ms` after that time, or at once if
+/// that time had passed when the stream started. Every due time comes from
+/// the start, never from "a second after the last write", which would add
+/// the time spent writing to every period: the clock would drift and skip
+/// a second.
 struct Schedule {
     first_ms: u64,
     interval_ms: u64,
@@ -207,20 +197,20 @@ impl Schedule {
 /// interval). Why not every tick on the boundary, where the clock is most
 /// right? Then every thread wakes in the same instant: at 10,000 streams
 /// on 2 cores the last write of each second went out about 200 ms late.
-/// Spread over a window that grows with the load, each stream is at most
-/// the window late and the work is even; a handful of viewers share 1 ms.
+/// Spread out, each stream is at most the window late and the work is
+/// even; a handful of viewers share 1 ms.
 fn spread_ms(open_streams: usize, interval_ms: u64) -> u64 {
     let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
     let window_ms = streams.saturating_mul(SPREAD_US_PER_STREAM) / 1000;
     random_below(window_ms.clamp(1, interval_ms.div_ceil(2)))
 }
 
-/// Lays out a stream's schedule: the schedule, the first tick `k` to send,
-/// and a comment for the opening block (or nothing). A fresh stream's tick
-/// 0 is the interval boundary just before now, so each event names the
-/// second it arrives in. A resumed stream keeps the phase of the id the
-/// viewer sent and sends what it missed at once: every tick exactly once,
-/// ids one interval apart across the reconnect.
+/// Lays out a stream: its schedule, the first tick `k` to send, and a
+/// comment for the opening block (or nothing). A fresh stream's tick 0 is
+/// the interval boundary just before now, so each event names the second
+/// it arrives in. A resumed stream keeps the phase of the id the viewer
+/// sent and sends what it missed at once: every tick exactly once, ids one
+/// interval apart across the reconnect.
 fn plan(start: &Start, interval_ms: u64, now_ms: u64, offset_ms: u64) -> (Schedule, u64, String) {
     let schedule = |first_ms| Schedule {
         first_ms,
@@ -291,10 +281,6 @@ fn encode_clients(out: &mut Vec<u8>, count: usize, text: &mut Scratch) {
     let _ = encode_event(out, &clients); // "clients" holds no line end
 }
 
-// ---------------------------------------------------------------------------
-// The stream loop (the socket edge)
-// ---------------------------------------------------------------------------
-
 /// What a stream needs to know, from the command line and the request.
 pub struct StreamPlan {
     pub interval_ms: u64,
@@ -333,7 +319,6 @@ impl Drop for Counted<'_> {
 
 /// Sends `head` (the response head, from `http.rs`) and the opening block
 /// at once, then every tick as it falls due, until a write fails.
-/// `clients` counts the open streams of the whole server.
 ///
 /// Plain blocking code: sleep until the next tick is due, build the whole
 /// block, hand it to the socket in one `write_all` (a `TcpStream` has no
@@ -354,13 +339,7 @@ pub fn stream_clock(
     let offset_ms = spread_ms(open, stream.interval_ms);
     let mut events = 0;
     // The loop runs until a write fails, so its only result is an error.
-    let Err(cause) = run_clock(
-        socket,
-        head,
-        stream,
-        (clients, clock, offset_ms),
-        &mut events,
-    );
+    let Err(cause) = run_clock(socket, head, stream, clients, clock, offset_ms, &mut events);
     StreamEnd { events, cause }
 }
 
@@ -368,7 +347,9 @@ fn run_clock(
     mut socket: &TcpStream,
     head: &[u8],
     stream: &StreamPlan,
-    (clients, clock, offset_ms): (&AtomicUsize, &Clock, u64),
+    clients: &AtomicUsize,
+    clock: &Clock,
+    offset_ms: u64,
     events: &mut u64,
 ) -> io::Result<std::convert::Infallible> {
     // Each block is one complete write: Nagle's algorithm has nothing to
@@ -411,7 +392,7 @@ fn run_clock(
             thread::sleep(last_write.saturating_duration_since(Instant::now()));
             socket.write_all(b": keep-alive\n\n")?;
         }
-        // Sleep until the tick is due (see `Schedule`, `Clock`), then send it.
+        // Sleep until the tick is due (see `Schedule`), then send it.
         thread::sleep(due.saturating_duration_since(Instant::now()));
         send_until_ms = schedule.tick_ms(k);
     }

@@ -1,6 +1,7 @@
 //! Lesson 1: the event stream format. What a browser's `EventSource`
 //! reads, byte by byte, and the one encoder every event goes through,
-//! which cannot break the framing whatever text it is given.
+//! which cannot break the framing whatever text it is given. Pure: bytes
+//! into a `Vec`; what a viewer receives, and when, is `clock.rs`.
 //!
 //! Spec: WHATWG HTML, "Server-sent events"
 //! (<https://html.spec.whatwg.org/multipage/server-sent-events.html>),
@@ -31,29 +32,25 @@
 //!   `Last-Event-ID` when it reconnects (see `clock.rs`).
 //! - The blank line dispatches the event. Until it arrives, the browser
 //!   only collects fields; a block without `data` dispatches nothing.
-//!
-//! What a viewer receives, and when, is `clock.rs`. Pure: bytes into a `Vec`.
 
 use std::io::Write;
 
 /// The fields that make a response an event stream (RFC 9110 section 8.3
 /// for `Content-Type`, RFC 9111 section 5.2 for `Cache-Control`):
 ///
-/// - `text/event-stream` is the only type an `EventSource` accepts; any
-///   other type fails the connection for good, like an error status;
+/// - `text/event-stream` is the only type an `EventSource` accepts; with
+///   any other, like with an error status, it gives up for good;
 /// - `no-cache` because every byte is news, `no-transform` so that proxies
 ///   do not compress the stream (a compressor holds bytes back);
 /// - `X-Accel-Buffering: no` asks nginx not to buffer this response.
 ///
-/// The body has no `Content-Length` and no chunks: it ends when the
-/// connection closes, so `http.rs` adds `Connection: close`.
+/// No `Content-Length`, no chunks: the body ends when the connection
+/// closes (`Connection: close`, added by `http.rs`).
 pub const STREAM_FIELDS: &str = "Content-Type: text/event-stream\r\n\
 Cache-Control: no-cache, no-transform\r\n\
 X-Accel-Buffering: no\r\n";
 
-/// One event as the browser will see it: `event` is its type (`None` means
-/// the default type, `message`), `id` becomes `lastEventId`, `data` is
-/// `event.data`.
+/// One event, its fields as listed above (`event: None` is a `message`).
 pub struct Event<'a> {
     pub event: Option<&'a str>,
     pub id: Option<&'a str>,
@@ -81,17 +78,16 @@ pub struct InvalidField(pub &'static str);
 /// browser joins them back with LF. Nothing is written when a field is
 /// refused.
 pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField> {
-    if let Some(name) = event.event {
-        check_single_line("event", name)?;
+    let fields = [("event", event.event), ("id", event.id)];
+    for (name, value) in fields {
+        if value.is_some_and(|value| value.contains(['\r', '\n', '\0'])) {
+            return Err(InvalidField(name));
+        }
     }
-    if let Some(id) = event.id {
-        check_single_line("id", id)?;
-    }
-    if let Some(name) = event.event {
-        write_field(out, "event", name);
-    }
-    if let Some(id) = event.id {
-        write_field(out, "id", id);
+    for (name, value) in fields {
+        if let Some(value) = value {
+            write_field(out, name, value);
+        }
     }
     for line in split_lines(event.data) {
         write_field(out, "data", line);
@@ -129,13 +125,6 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
     out.push(b'\n');
-}
-
-fn check_single_line(field: &'static str, value: &str) -> Result<(), InvalidField> {
-    if value.contains(['\r', '\n', '\0']) {
-        return Err(InvalidField(field));
-    }
-    Ok(())
 }
 
 /// Splits text at every line end the event-stream parser recognises: CRLF,
