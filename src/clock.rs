@@ -155,7 +155,7 @@ pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> S
         return Start::Fresh;
     };
     // `parse` alone would take `+5`.
-    let decimal = !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit());
+    let decimal = id.bytes().all(|byte| byte.is_ascii_digit());
     let tick_ms = match id.parse::<u64>() {
         Ok(tick_ms) if decimal && ids.next().is_none() => tick_ms,
         _ => return Start::Ignored("Last-Event-ID ignored: not one tick id (decimal Unix ms)"),

@@ -1,15 +1,16 @@
 //! Lesson 4b: answering one request. A connection carries exactly one:
 //! its head is read within a deadline (`request.rs` parses it), routed to
 //! an answer, the answer is written under a deadline, and the connection
-//! closes without losing it.
+//! closes without losing it. Nothing to persist, no pipelining, no idle
+//! time: browsers and nginx open a new connection per request without
+//! complaint, and a stream holds its connection to the end anyway.
 //!
 //! Specs: RFC 9112 "HTTP/1.1" sections 6.3 (where a body ends), 9.3 and
 //! 9.6 (`Connection: close`, closing gently); RFC 9110 "HTTP Semantics"
 //! sections 6.6.1 (`Date`), 9.3.1 and 9.3.2 (GET and HEAD), 15 (statuses).
 //!
-//! Every answer is a `Response` written by `write_response`, the one place
-//! that knows the status line, `Date`, how the body ends, and what `HEAD`
-//! leaves out. A 404, byte for byte:
+//! Every answer is a `Response`, put on the wire by `write_response`. A
+//! 404, byte for byte:
 //!
 //! ```text
 //! HTTP/1.1 404 Not Found\r\n
@@ -21,13 +22,9 @@
 //! \r\n
 //! 404 Not Found\n
 //! ```
-//!
-//! One request per connection keeps a connection's life simple: nothing
-//! to persist, no pipelining, no idle time. Browsers and nginx open a new
-//! connection per request without complaint, and a stream holds its
-//! connection to the end anyway.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::AtomicUsize;
@@ -85,18 +82,13 @@ impl Site {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Routing: from a request to a Response (pure, tested without sockets)
-// ---------------------------------------------------------------------------
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Page,
     Events,
 }
 
-/// Picks what to serve. Only GET and HEAD exist here; the query string is
-/// not part of the route, so `/events?x=1` is the stream.
+/// Picks what to serve: GET or HEAD of `/` (or `/index.html`) or `/events`.
 pub fn route(head: &Head) -> Result<Route, RequestError> {
     if head.method != "GET" && head.method != "HEAD" {
         return Err(RequestError::MethodNotAllowed);
@@ -123,8 +115,8 @@ fn request_path(target: &str) -> &str {
     }
 }
 
-/// An answer: its status line's code and reason, the field lines that
-/// describe it (each ending in CRLF), and its body.
+/// An answer: its status (`404 Not Found`), its field lines, each ending
+/// in CRLF, and its body.
 pub struct Response {
     pub status: &'static str,
     pub fields: String,
@@ -134,16 +126,14 @@ pub struct Response {
 pub enum Body {
     /// A body of known length: `Content-Length` says where it ends.
     Sized(Cow<'static, [u8]>),
-    /// An event stream that ends at once (the full-server answer): no
-    /// length, it ends when the connection closes.
+    /// An event stream that ends at once (the full-server answer).
     Events(Vec<u8>),
     /// The clock: an event stream that runs until the viewer leaves.
     Clock(StreamPlan),
 }
 
 /// The answer to a request, or to what went wrong reading it; `None` when
-/// nobody is left to answer. `full` is set when every slot is at work:
-/// the page is then `503`, and a stream is told to come back later.
+/// nobody is left to answer. `full` is set when every slot is at work.
 pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) -> Option<Response> {
     let head = match request {
         Ok(head) => head,
@@ -164,7 +154,7 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
         )),
         // A full server's stream ends at once, as a stream: an
         // `EventSource` comes back after `retry` when its stream ends, but
-        // gives up for good on an error status.
+        // gives up for good on an error status (WHATWG HTML 9.2.3).
         //
         // ```text
         // : full, come back later\n
@@ -191,17 +181,15 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
 
 /// An answer that starts an event stream: `sse::STREAM_FIELDS`, then the
 /// CORS fields (Fetch standard, "CORS protocol"). A page on another origin
-/// may read the stream only if the answer names that page's origin, which
-/// the browser sent in `Origin`:
+/// may read the stream only if the answer names the origin the browser
+/// sent in `Origin`, or says `*` (`--allow-origin *`):
 ///
 /// ```text
 /// Access-Control-Allow-Origin: https://example.org\r\n
 /// Vary: Origin\r\n
 /// ```
 ///
-/// With `--allow-origin *` the field says `*`. With a list, an origin on it
-/// is named and any other is not, and `Vary: Origin` tells caches that the
-/// answer depends on who asked. Without the option, no CORS fields.
+/// `Vary: Origin` tells caches that the answer depends on who asked.
 fn stream_response(head: &Head, settings: &Settings, body: Body) -> Response {
     let mut fields = sse::STREAM_FIELDS.to_owned();
     let allowed = &settings.allow_origins;
@@ -210,12 +198,13 @@ fn stream_response(head: &Head, settings: &Settings, body: Body) -> Response {
         fields.push_str("Access-Control-Allow-Origin: *\r\n");
     } else if !allowed.is_empty() {
         if allowed.iter().any(|allowed| allowed == origin) {
-            fields.push_str(&format!("Access-Control-Allow-Origin: {origin}\r\n"));
+            let _ = write!(fields, "Access-Control-Allow-Origin: {origin}\r\n");
         }
         fields.push_str("Vary: Origin\r\n");
     }
+    let status = "200 OK";
     Response {
-        status: "200 OK",
+        status,
         fields,
         body,
     }
@@ -243,34 +232,28 @@ fn plain_text(status: &'static str) -> Response {
 fn sized(status: &'static str, media_type: &str, body: Cow<'static, [u8]>) -> Response {
     let fields =
         format!("Content-Type: {media_type}; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n");
+    let body = Body::Sized(body);
     Response {
         status,
         fields,
-        body: Body::Sized(body),
+        body,
     }
 }
 
-/// The response head, as in the 404 at the top of this file: the status
-/// line, `Date`, the response's fields, `Content-Length` when the body has
-/// a length, `Connection: close`, and the blank line.
-///
-/// `Date` is a MUST for a server with a clock (RFC 9110 section 6.6.1).
-/// `Connection: close` says that the connection ends after this answer
-/// (RFC 9112 section 9.6); for a stream it is also how the body ends, since
-/// it has neither a length nor chunks (section 6.3, rule 8).
+/// The response head, as in the 404 at the top of this file. `Date` is a
+/// MUST for a server with a clock (RFC 9110 section 6.6.1). `Connection:
+/// close` says the connection ends after this answer (RFC 9112 section
+/// 9.6), which is also where a stream's body ends, having neither a length
+/// nor chunks (section 6.3, rule 8).
 fn encode_head(response: &Response, date: &str) -> Vec<u8> {
     let mut head = format!("HTTP/1.1 {}\r\nDate: {date}\r\n", response.status);
     head.push_str(&response.fields);
     if let Body::Sized(body) = &response.body {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        let _ = write!(head, "Content-Length: {}\r\n", body.len());
     }
     head.push_str("Connection: close\r\n\r\n");
     head.into_bytes()
 }
-
-// ---------------------------------------------------------------------------
-// The socket edge: read one head, write one answer, close
-// ---------------------------------------------------------------------------
 
 /// Reads the request head, all of it before `deadline`.
 pub fn read_request(socket: &TcpStream, deadline: Instant) -> Result<Head, RequestError> {
@@ -283,7 +266,8 @@ pub fn serve(
     socket: &TcpStream,
     peer: SocketAddr,
     site: &Site,
-    (request, full): (Result<Head, RequestError>, bool),
+    request: Result<Head, RequestError>,
+    full: bool,
     started: Instant,
 ) {
     let Some(response) = respond(&request, site, full) else {
@@ -299,10 +283,10 @@ pub fn serve(
     };
     let code = response.status.split(' ').next().unwrap_or_default();
     let why = why.map(|why| format!(" ({why})")).unwrap_or_default();
-    // Whole milliseconds, printed as seconds: no floating point, whose
-    // formatting code alone adds 16 KB to the binary.
-    let ms = started.elapsed().as_millis();
-    let (seconds, ms) = (ms / 1000, ms % 1000);
+    // Seconds and whole milliseconds, not a float: float formatting alone
+    // adds 16 KB to the binary.
+    let took = started.elapsed();
+    let (seconds, ms) = (took.as_secs(), took.subsec_millis());
     site.log(&format!(
         "{peer} \"{request_line}\" {code} {sent}{why} {seconds}.{ms:03}s"
     ));
@@ -340,20 +324,16 @@ fn write_response(
     }
 }
 
-/// Ends a connection without losing the answer, as RFC 9112 section 9.6
-/// advises: shut down our sending side (a FIN: "nothing more from me"),
-/// then read and discard whatever the client still sends until it closes
-/// too, for at most `LINGER`. Closing while bytes from the client sit
-/// unread makes the kernel send a reset, which can destroy the answer
-/// before the client has read it.
+/// Ends a connection without losing the answer (RFC 9112 section 9.6):
+/// shut down our sending side (a FIN: "nothing more from me"), then read
+/// and discard what the client still sends until it closes too, for at
+/// most `LINGER`. Closing with bytes from the client unread makes the
+/// kernel send a reset, which can destroy the answer before it is read.
 fn close_gently(socket: &TcpStream) {
     let _ = socket.shutdown(Shutdown::Write);
-    let mut reader = Deadlined {
-        socket,
-        deadline: Instant::now() + LINGER,
-    };
+    let deadline = Instant::now() + LINGER;
     let mut ignored = [0u8; 512];
-    while let Ok(1..) = reader.read(&mut ignored) {}
+    while let Ok(1..) = (Deadlined { socket, deadline }).read(&mut ignored) {}
 }
 
 /// A socket reader whose reads all share one deadline: each waits only for

@@ -53,14 +53,8 @@ const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 fn main() -> ExitCode {
     let config = match cli::parse_args(env::args_os().skip(1)) {
         Ok(cli::Command::Run(config)) => config,
-        Ok(cli::Command::Help) => {
-            say(cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Ok(cli::Command::Version) => {
-            say(concat!("sse-clock ", env!("CARGO_PKG_VERSION")));
-            return ExitCode::SUCCESS;
-        }
+        Ok(cli::Command::Help) => return say(cli::USAGE),
+        Ok(cli::Command::Version) => return say(concat!("sse-clock ", env!("CARGO_PKG_VERSION"))),
         Err(reason) => {
             eprintln!("sse-clock: {reason}\n{}", cli::USAGE);
             return ExitCode::from(2);
@@ -80,16 +74,15 @@ fn main() -> ExitCode {
         clock: clock::Clock::start(),
         clients: AtomicUsize::new(0),
     };
-    accept_loop(
-        &listener,
-        &Slots::new(config.max_connections),
-        &Arc::new(site),
-    )
+    let slots = Slots::new(config.max_connections);
+    accept_loop(&listener, &slots, &Arc::new(site))
 }
 
-/// Prints a line on stdout; a closed stdout is no reason to panic.
-fn say(line: &str) {
+/// Prints a line on stdout (a closed stdout is no reason to panic); a
+/// success, for `--help` and `--version`.
+fn say(line: &str) -> ExitCode {
     let _ = writeln!(io::stdout(), "{line}");
+    ExitCode::SUCCESS
 }
 
 fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
@@ -114,10 +107,9 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
     loop {
         let (socket, peer) = match listener.accept() {
             Ok(accepted) => accepted,
+            // Usually passing (out of file descriptors, a peer that reset
+            // before we accepted): log the first of a burst, pause, go on.
             Err(error) => {
-                // Usually passing (out of file descriptors, a peer that
-                // reset before we accepted): log the first of a burst,
-                // pause so that a lasting failure cannot spin a core, go on.
                 if failures == 0 {
                     site.log(&format!("accept failed: {error}; retrying every 100 ms"));
                 }

@@ -7,8 +7,7 @@
 //! sections 2.5 (versions), 5.6.2 (tokens) and 15 (statuses).
 //!
 //! Nothing here touches a socket: the parser reads from a `BufRead`, so a
-//! byte string is a whole test case, and every limit is checked before a
-//! byte more is read. `http.rs` feeds it from the connection.
+//! byte string is a whole test case. `http.rs` feeds it the connection.
 
 use std::io::{self, BufRead, Read};
 
@@ -21,8 +20,8 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const MAX_FIELDS: usize = 100;
 
 /// The only fields this server acts on. A browser sends a dozen more
-/// (cookies, user agent, languages); they are checked like any field, but
-/// not kept, so a stream holds no copy of them for its whole life.
+/// (cookies, user agent, languages): they are checked, not kept, so a
+/// stream holds no copy of them for its whole life.
 pub const FIELDS_READ: [&str; 5] = [
     "host",
     "content-length",
@@ -31,10 +30,6 @@ pub const FIELDS_READ: [&str; 5] = [
     "origin",
 ];
 
-// ---------------------------------------------------------------------------
-// What a request can get wrong
-// ---------------------------------------------------------------------------
-
 /// Everything that stops a request from being served, each with the status
 /// it gets from [`RequestError::status`].
 #[derive(Debug, PartialEq, Eq)]
@@ -42,10 +37,9 @@ pub enum RequestError {
     /// The peer closed the connection, or it broke, before a whole head
     /// arrived. No status: nobody is there to read one.
     Closed,
-    /// The head did not arrive within `HEAD_TIMEOUT`: `408 Request Timeout`.
+    /// The head did not arrive in time: `408 Request Timeout`.
     Timeout,
-    /// Not HTTP/1.x syntax; the text says where, for the log:
-    /// `400 Bad Request`.
+    /// Not HTTP/1.x syntax (the text says where, for the log): `400 Bad Request`.
     Malformed(&'static str),
     /// The request line alone is longer than `MAX_HEAD_BYTES`: `414 URI Too
     /// Long` (the target is the only part of it that can be long).
@@ -82,20 +76,7 @@ impl RequestError {
             RequestError::NotFound => Some("404 Not Found"),
         }
     }
-
-    /// A failed read: out of time (the reader reports that as `TimedOut`),
-    /// or a broken connection, which nobody is left to answer.
-    fn from_io(error: io::Error) -> Self {
-        match error.kind() {
-            io::ErrorKind::TimedOut => RequestError::Timeout,
-            _ => RequestError::Closed,
-        }
-    }
 }
-
-// ---------------------------------------------------------------------------
-// Reading the head (pure: works on any BufRead, so a byte string is a test)
-// ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -149,8 +130,8 @@ impl Head {
 /// stay unread.
 pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
     let mut budget = MAX_HEAD_BYTES;
-    // Sized once for a typical line, and the fields for the ones we keep,
-    // so that reading a head rarely grows (and so frees) a buffer.
+    // Sized once for a typical line, so that reading a head rarely grows
+    // (and so frees) a buffer.
     let mut line = Vec::with_capacity(256);
     // Section 2.2: a server SHOULD ignore empty lines received before the
     // request line (some old clients send a CRLF after a POST body).
@@ -160,8 +141,7 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
             other => other,
         })?;
     }
-    let (method, target, version) = parse_request_line(&line)?;
-    let mut fields = Vec::with_capacity(FIELDS_READ.len());
+    let mut head = parse_request_line(&line)?;
     let mut field_count = 0;
     loop {
         read_line(reader, &mut budget, &mut line)?;
@@ -178,15 +158,9 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
             .any(|read| name.eq_ignore_ascii_case(read.as_bytes()))
         {
             let text = |bytes| String::from_utf8_lossy(bytes).into_owned();
-            fields.push((text(name), text(value)));
+            head.fields.push((text(name), text(value)));
         }
     }
-    let head = Head {
-        method,
-        target,
-        version,
-        fields,
-    };
     check_host(&head)?;
     check_body_framing(&head)?;
     Ok(head)
@@ -203,10 +177,15 @@ fn read_line(
 ) -> Result<(), RequestError> {
     line.clear();
     let limit = u64::try_from(*budget).unwrap_or(u64::MAX);
+    // Out of time (the reader says `TimedOut`), or a broken connection,
+    // which nobody is left to answer.
     let read = reader
         .take(limit)
         .read_until(b'\n', line)
-        .map_err(RequestError::from_io)?;
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::TimedOut => RequestError::Timeout,
+            _ => RequestError::Closed,
+        })?;
     *budget = budget.saturating_sub(read);
     if line.pop() != Some(b'\n') {
         return Err(match *budget {
@@ -221,8 +200,8 @@ fn read_line(
 }
 
 /// `request-line = method SP request-target SP HTTP-version` (section 3),
-/// with exactly one space between the three parts.
-fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), RequestError> {
+/// with exactly one space between the three parts: a head without fields.
+fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
     let mut parts = line.split(|&byte| byte == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -231,16 +210,21 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String, Version), RequestE
             "request line is not method SP target SP version",
         ));
     };
-    if method.is_empty() || !method.iter().all(|&byte| is_tchar(byte)) {
+    if !is_token(method) {
         return Err(RequestError::Malformed("method is not a token"));
     }
     // A target is a URI: visible ASCII, no spaces, no control bytes.
     if target.is_empty() || !target.iter().all(|byte| (0x21..=0x7e).contains(byte)) {
         return Err(RequestError::Malformed("target is not visible ASCII"));
     }
-    let version = parse_version(version)?;
     let text = |bytes| String::from_utf8_lossy(bytes).into_owned(); // ASCII: lossless
-    Ok((text(method), text(target), version))
+    Ok(Head {
+        method: text(method),
+        target: text(target),
+        version: parse_version(version)?,
+        // Sized for the fields we keep, so that reading them never grows it.
+        fields: Vec::with_capacity(FIELDS_READ.len()),
+    })
 }
 
 /// `HTTP-version = "HTTP/" DIGIT "." DIGIT` (section 2.3). A higher minor
@@ -277,7 +261,7 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
             "whitespace between field name and colon",
         ));
     }
-    if name.is_empty() || !name.iter().all(|&byte| is_tchar(byte)) {
+    if !is_token(name) {
         return Err(RequestError::Malformed("field name is not a token"));
     }
     let value = trim_whitespace(value);
@@ -296,8 +280,7 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
 /// `Host` field, and to any request with more than one.
 fn check_host(head: &Head) -> Result<(), RequestError> {
     match (head.version, head.field_values("host").count()) {
-        (_, 0..=1) if head.version == Version::Http10 => Ok(()),
-        (Version::Http11, 1) => Ok(()),
+        (Version::Http10, 0..=1) | (Version::Http11, 1) => Ok(()),
         _ => Err(RequestError::Malformed(
             "HTTP/1.1 needs exactly one Host field",
         )),
@@ -320,49 +303,39 @@ fn check_host(head: &Head) -> Result<(), RequestError> {
 ///   same number repeated, `5, 5`, is one number (RFC 9110 section 8.6).
 fn check_body_framing(head: &Head) -> Result<(), RequestError> {
     let list = |name| {
-        head.field_values(name)
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
+        let values = head.field_values(name).flat_map(|value| value.split(','));
+        values.map(str::trim).collect::<Vec<_>>()
     };
-    let mut codings = list("transfer-encoding").peekable();
-    let mut lengths = list("content-length").peekable();
-    if codings.peek().is_some() {
-        let malformed = match (head.version, lengths.peek()) {
-            (_, Some(_)) => Some("Content-Length with Transfer-Encoding"),
-            (Version::Http10, None) => Some("Transfer-Encoding in HTTP/1.0"),
-            (Version::Http11, None) => None,
-        };
-        if let Some(why) = malformed {
-            return Err(RequestError::Malformed(why));
+    let (codings, lengths) = (list("transfer-encoding"), list("content-length"));
+    let chunked = |coding: &&str| coding.eq_ignore_ascii_case("chunked");
+    let malformed = |why| Err(RequestError::Malformed(why));
+    match (codings.split_last(), lengths.first()) {
+        (None, None) => Ok(()),
+        (Some(_), Some(_)) => malformed("Content-Length with Transfer-Encoding"),
+        (Some(_), None) if head.version == Version::Http10 => {
+            malformed("Transfer-Encoding in HTTP/1.0")
         }
-        let codings: Vec<&str> = codings.collect();
-        let chunked = |coding: &&str| coding.eq_ignore_ascii_case("chunked");
-        return match codings.split_last() {
-            Some((last, before)) if chunked(last) && before.is_empty() => Ok(()),
-            Some((last, before)) if chunked(last) && !before.iter().any(chunked) => {
-                Err(RequestError::UnknownCoding)
+        (Some((last, [])), None) if chunked(last) => Ok(()),
+        (Some((last, before)), None) if chunked(last) && !before.iter().any(chunked) => {
+            Err(RequestError::UnknownCoding)
+        }
+        (Some(_), None) => malformed("chunked is not the final coding, once"),
+        (None, Some(first)) => {
+            // `parse` alone would take `+5`.
+            let decimal = first.bytes().all(|byte| byte.is_ascii_digit());
+            match first.parse::<u64>() {
+                Ok(_) if decimal && lengths.iter().all(|other| other == first) => Ok(()),
+                _ => malformed("Content-Length is not one decimal number"),
             }
-            _ => Err(RequestError::Malformed(
-                "chunked is not the final coding, once",
-            )),
-        };
-    }
-    let Some(first) = lengths.next() else {
-        return Ok(());
-    };
-    let decimal = !first.is_empty() && first.bytes().all(|byte| byte.is_ascii_digit());
-    match first.parse::<u64>() {
-        Ok(_) if decimal && lengths.all(|other| other == first) => Ok(()),
-        _ => Err(RequestError::Malformed(
-            "Content-Length is not one decimal number",
-        )),
+        }
     }
 }
 
-/// `tchar` from RFC 9110 section 5.6.2: the bytes a method or a field name
-/// is made of.
-fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+/// `token = 1*tchar` (RFC 9110 section 5.6.2): what a method or a field
+/// name is made of.
+fn is_token(bytes: &[u8]) -> bool {
+    let tchar = |byte: &u8| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(byte);
+    !bytes.is_empty() && bytes.iter().all(tchar)
 }
 
 /// Strips optional whitespace (`OWS`: spaces and tabs) from both ends.

@@ -1,21 +1,19 @@
 //! Lesson 5: protection. At most `--max-connections` connections hold a
-//! slot at once, so threads and memory stay bounded however many arrive;
-//! a connection that has not sent its head yet can lose its slot to a
-//! newcomer; and a full server still answers, briefly, on a few threads.
+//! slot at once, so threads and memory stay bounded however many arrive.
+//! A slot costs a thread, so it goes to a connection that uses it: when
+//! the server is full, the connection that has waited longest for its
+//! head is closed to make room. A flood of connections that never send a
+//! byte (slowloris) can then only push each other out, never a viewer
+//! whose stream is running. A newcomer that finds every slot at work
+//! still gets an answer, briefly, on one of a few extra threads.
 //!
 //! Specs: RFC 9110 section 15.6.4 (`503 Service Unavailable`) and 10.2.3
 //! (`Retry-After`); WHATWG HTML 9.2.3 (an `EventSource` reconnects after
 //! its stream ends, but gives up for good on an error status).
-//!
-//! A slot costs a thread, so the slots go to connections that use them.
-//! One whose head has not arrived is only waiting: when the server is
-//! full, the connection that has waited longest is closed to make room. A
-//! flood of connections that never send a byte (slowloris) can then only
-//! push each other out, never a viewer whose stream is running.
 
 use std::collections::VecDeque;
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -24,8 +22,6 @@ use crate::http::{self, Site};
 /// When every slot is at work, up to this many extra threads read a
 /// newcomer's request and answer "come back later"; past that, newcomers
 /// are closed at once, which an `EventSource` also takes as "retry later".
-/// So a full server answers politely, cheaply, and with at most this many
-/// threads more than `--max-connections`.
 pub const TURN_AWAY_THREADS: usize = 8;
 
 /// How long a newcomer to a full server has to send its head before it
@@ -33,9 +29,9 @@ pub const TURN_AWAY_THREADS: usize = 8;
 pub const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The slots, shared by the accepting thread and the connection threads.
-/// Every change happens under one lock, held for a few instructions.
 pub struct Slots {
     max: usize,
+    /// Every change happens under this lock, held for a few instructions.
     state: Mutex<State>,
     /// Threads busy turning newcomers away, at most `TURN_AWAY_THREADS`.
     turning_away: AtomicUsize,
@@ -69,13 +65,10 @@ pub struct TurnAway(Arc<Slots>);
 
 impl Slots {
     pub fn new(max: usize) -> Arc<Slots> {
-        let state = State {
-            open: 0,
-            waiting: VecDeque::new(),
-        };
+        let waiting = VecDeque::new();
         Arc::new(Slots {
             max,
-            state: Mutex::new(state),
+            state: Mutex::new(State { open: 0, waiting }),
             turning_away: AtomicUsize::new(0),
         })
     }
@@ -89,8 +82,8 @@ impl Slots {
         if state.open < self.max {
             state.open += 1;
         } else if let Some(oldest) = state.waiting.pop_front() {
-            oldest.waiting.store(false, Ordering::SeqCst);
-            oldest.reclaimed.store(true, Ordering::SeqCst);
+            oldest.waiting.store(false, SeqCst);
+            oldest.reclaimed.store(true, SeqCst);
             let _ = oldest.socket.shutdown(Shutdown::Both);
         } else {
             return Err(socket);
@@ -101,18 +94,14 @@ impl Slots {
             reclaimed: AtomicBool::new(false),
         });
         state.waiting.push_back(Arc::clone(&waiter));
-        Ok(Slot {
-            slots: Arc::clone(self),
-            waiter,
-        })
+        let slots = Arc::clone(self);
+        Ok(Slot { slots, waiter })
     }
 
     /// Claims one of the `TURN_AWAY_THREADS`, if one is free.
     pub fn claim_turn_away(self: &Arc<Self>) -> Option<TurnAway> {
         let room = |busy: usize| (busy < TURN_AWAY_THREADS).then_some(busy + 1);
-        let claimed = self
-            .turning_away
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, room);
+        let claimed = self.turning_away.fetch_update(SeqCst, SeqCst, room);
         claimed.ok().map(|_| TurnAway(Arc::clone(self)))
     }
 
@@ -129,14 +118,11 @@ impl State {
     /// Takes the connection out of `waiting`. A linear search from the
     /// back, where the newest waiters are: under a flood the list is long,
     /// but it is the newest that send their heads.
-    fn stop_waiting(&mut self, waiter: &Waiter) {
-        if waiter.waiting.swap(false, Ordering::SeqCst) {
-            let at = self
-                .waiting
-                .iter()
-                .rposition(|other| std::ptr::eq(&**other, waiter));
-            if let Some(at) = at {
-                self.waiting.remove(at);
+    fn stop_waiting(&mut self, waiter: &Arc<Waiter>) {
+        if waiter.waiting.swap(false, SeqCst) {
+            let waiting = &mut self.waiting;
+            if let Some(at) = waiting.iter().rposition(|w| Arc::ptr_eq(w, waiter)) {
+                waiting.remove(at);
             }
         }
     }
@@ -152,7 +138,7 @@ impl Slot {
     pub fn keep(&self) -> bool {
         let mut state = self.slots.lock();
         state.stop_waiting(&self.waiter);
-        !self.waiter.reclaimed.load(Ordering::SeqCst)
+        !self.waiter.reclaimed.load(SeqCst)
     }
 }
 
@@ -161,7 +147,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut state = self.slots.lock();
         state.stop_waiting(&self.waiter);
-        if !self.waiter.reclaimed.load(Ordering::SeqCst) {
+        if !self.waiter.reclaimed.load(SeqCst) {
             state.open -= 1;
         }
     }
@@ -169,7 +155,7 @@ impl Drop for Slot {
 
 impl Drop for TurnAway {
     fn drop(&mut self) {
-        self.0.turning_away.fetch_sub(1, Ordering::SeqCst);
+        self.0.turning_away.fetch_sub(1, SeqCst);
     }
 }
 
@@ -179,18 +165,17 @@ pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
     let request = http::read_request(slot.socket(), started + site.settings.head_timeout);
     if slot.keep() {
-        http::serve(slot.socket(), peer, site, (request, false), started);
+        http::serve(slot.socket(), peer, site, request, false, started);
     }
 }
 
 /// A newcomer that found every slot at work, on one of the few turn-away
 /// threads: its head gets `TURN_AWAY_HEAD_TIMEOUT`, and the answer brings
-/// it back later (see `http::respond`): a stream that ends at once with a
-/// `retry:`, or `503` with `Retry-After: 5`.
+/// it back later (see `http::respond`).
 pub fn turn_away(_turn: TurnAway, socket: TcpStream, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
     let request = http::read_request(&socket, started + TURN_AWAY_HEAD_TIMEOUT);
-    http::serve(&socket, peer, site, (request, true), started);
+    http::serve(&socket, peer, site, request, true, started);
 }
 
 #[cfg(test)]
