@@ -1,7 +1,6 @@
 //! Lesson 6a: the command line and the environment, read once at start-up
-//! into a checked `Config`. Parsed by hand from `std::env::args_os`: a
-//! mistake gets one line of reason, the usage, and exit status 2 (the BSD
-//! `sysexits` convention for a usage error, which most tools follow).
+//! into a checked `Config`. A mistake gets one line of reason, the usage,
+//! and exit status 2 (`main.rs`), as most tools do for a usage error.
 //! Origins follow RFC 6454 section 6.1.
 
 use std::env;
@@ -33,8 +32,7 @@ usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connecti
 /// A day in milliseconds: the longest interval or retry accepted.
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// The command line, checked: where to listen and how many connections
-/// to hold, here; what every connection needs to know, in `settings`.
+/// The command line, checked; what every connection needs is in `settings`.
 pub struct Config {
     pub addr: String,
     pub max_connections: usize,
@@ -84,7 +82,7 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
             "--retry" => settings.retry_ms = number(&flag, &value()?, 0..=DAY_MS)?,
             "--max-connections" | "--max-clients" => {
                 let max = number(&flag, &value()?, 1..=1_000_000)?;
-                config.max_connections = usize::try_from(max).map_err(|e| e.to_string())?;
+                config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
             }
             "--allow-origin" => settings.allow_origins.push(check_origin(value()?)?),
             _ => return Err(format!("unknown option {flag:?}")),
@@ -129,12 +127,12 @@ fn check_origin(origin: String) -> Result<String, String> {
                     .bytes()
                     .all(|byte| byte.is_ascii_graphic() && !b"/?#,@".contains(&byte))
         });
-    match valid {
-        true => Ok(origin),
-        false => Err(format!(
+    if !valid {
+        return Err(format!(
             "--allow-origin takes * or an origin such as https://example.org, not {origin:?}"
-        )),
+        ));
     }
+    Ok(origin)
 }
 
 /// A duration in ms from the environment variable `name`, or `default`.

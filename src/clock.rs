@@ -39,9 +39,8 @@ pub const MAX_REPLAY: u64 = 300;
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// How much each open stream widens the window its ticks are spread over
-/// (see `spread_ms`): 25 µs, so 100 streams share 2 ms, 1,000 share 25 ms
-/// and 10,000 share 250 ms.
+/// How much each open stream widens the window ticks are spread over (see
+/// `spread_ms`): 1,000 streams share 25 ms, 10,000 share 250 ms.
 const SPREAD_US_PER_STREAM: u64 = 25;
 
 /// What a steady write holds: a tick (46 bytes) and a `clients` event (24
@@ -70,7 +69,6 @@ impl Clock {
         }
     }
 
-    /// Now, in Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
         let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.origin_ms.saturating_add(elapsed)
@@ -83,7 +81,7 @@ impl Clock {
     }
 }
 
-/// The calendar date of a Unix time in ms. The one place chrono is used.
+/// The calendar date of a Unix time in ms: the one place chrono is used.
 fn calendar(unix_ms: u64) -> DateTime<Utc> {
     i64::try_from(unix_ms)
         .ok()
@@ -116,7 +114,7 @@ pub fn format_http_date(text: &mut String, unix_ms: u64) {
     text.push_str(" GMT");
 }
 
-/// `15:00:00`, the same in both formats.
+/// `15:00:00`, in both formats.
 fn format_time_of_day(text: &mut String, t: &DateTime<Utc>) {
     let _ = write!(text, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
 }
@@ -145,11 +143,10 @@ pub enum Start {
 }
 
 /// Reads the `Last-Event-ID` request header (WHATWG 9.2.4): the last `id:`
-/// the browser saw before it reconnected. Ours are tick times in Unix ms,
-/// so an id that could be one of our ticks (decimal, not in the future,
-/// less than a day old) says exactly where the viewer left off. The server
-/// keeps no state: this works after a restart, and on another instance
-/// whose clock agrees.
+/// the browser saw before it reconnected. An id that could be one of our
+/// ticks (decimal Unix ms, not in the future, under a day old) says where
+/// the viewer left off, with no state kept: this works after a restart,
+/// and on another instance whose clock agrees.
 pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
     let Some(id) = ids.next() else {
         return Start::Fresh;
@@ -170,11 +167,9 @@ pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> S
 }
 
 /// The ticks of one stream. Tick `k` is named by its time, `first_ms + k ×
-/// interval_ms`, and is sent `offset_ms` after that time, or at once if
-/// that time had passed when the stream started. Every due time comes from
+/// interval_ms`, and is due `offset_ms` later. Every due time comes from
 /// the start, never from "a second after the last write", which would add
-/// the time spent writing to every period: the clock would drift and skip
-/// a second.
+/// the time spent writing to every period: the clock would drift.
 struct Schedule {
     first_ms: u64,
     interval_ms: u64,
@@ -193,12 +188,11 @@ impl Schedule {
 }
 
 /// How far after each interval boundary one stream's ticks fall: a random
-/// point in a window that widens with the open streams (at most half an
-/// interval). Why not every tick on the boundary, where the clock is most
-/// right? Then every thread wakes in the same instant: at 10,000 streams
-/// on 2 cores the last write of each second went out about 200 ms late.
-/// Spread out, each stream is at most the window late and the work is
-/// even; a handful of viewers share 1 ms.
+/// point in a window that widens with the open streams, up to half an
+/// interval. Why not on the boundary, where the clock is most right? Then
+/// every thread wakes at once: at 10,000 streams on 2 cores the last write
+/// of each second went out about 200 ms late. Spread out, the work is even
+/// and no stream is later than the window.
 fn spread_ms(open_streams: usize, interval_ms: u64) -> u64 {
     let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
     let window_ms = streams.saturating_mul(SPREAD_US_PER_STREAM) / 1000;
@@ -207,10 +201,9 @@ fn spread_ms(open_streams: usize, interval_ms: u64) -> u64 {
 
 /// Lays out a stream: its schedule, the first tick `k` to send, and a
 /// comment for the opening block (or nothing). A fresh stream's tick 0 is
-/// the interval boundary just before now, so each event names the second
-/// it arrives in. A resumed stream keeps the phase of the id the viewer
-/// sent and sends what it missed at once: every tick exactly once, ids one
-/// interval apart across the reconnect.
+/// the boundary just before now, so each event names the second it arrives
+/// in. A resumed stream keeps the phase of the viewer's id and sends what
+/// it missed at once: every tick once, one interval apart.
 fn plan(start: &Start, interval_ms: u64, now_ms: u64, offset_ms: u64) -> (Schedule, u64, String) {
     let schedule = |first_ms| Schedule {
         first_ms,
@@ -241,8 +234,8 @@ struct Scratch {
     data: String,
 }
 
-/// Appends the clock tick named `tick_ms`: its id is that Unix time in ms,
-/// its data the same time as RFC 3339 (46 bytes in all):
+/// Appends the tick named `tick_ms`, its id that Unix time in ms and its
+/// data the same time as RFC 3339 (46 bytes in all):
 ///
 /// ```text
 /// id: 1795618800000\n
@@ -307,8 +300,8 @@ impl StreamEnd {
     }
 }
 
-/// A stream counted in `clients` for as long as it lives. Dropping it, on
-/// any path out of the stream and even during a panic, takes it out.
+/// A stream counted in `clients` for as long as it lives: dropping it, on
+/// any way out, even a panic, takes it out.
 struct Counted<'a>(&'a AtomicUsize);
 
 impl Drop for Counted<'_> {
@@ -321,12 +314,11 @@ impl Drop for Counted<'_> {
 /// at once, then every tick as it falls due, until a write fails.
 ///
 /// Plain blocking code: sleep until the next tick is due, build the whole
-/// block, hand it to the socket in one `write_all` (a `TcpStream` has no
-/// buffer, its `flush` does nothing: the block is the buffer). The socket
-/// has a write timeout (set by `http.rs`), so a viewer that stops reading
-/// is dropped once a write has waited that long; one that left is noticed
-/// by writing: the first write after it closed draws a reset, the next
-/// fails, so within two intervals.
+/// block, hand it to the socket in one `write_all` (a bare `TcpStream` has
+/// no buffer to flush: the block is the buffer). A viewer that stops
+/// reading is dropped by the write timeout (set by `http.rs`); one that
+/// left is noticed by writing: the first write after it closed draws a
+/// reset, the next fails, so within two intervals.
 pub fn stream_clock(
     socket: &TcpStream,
     head: &[u8],

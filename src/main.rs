@@ -56,14 +56,14 @@ fn main() -> ExitCode {
         Ok(cli::Command::Help) => return say(cli::USAGE),
         Ok(cli::Command::Version) => return say(concat!("sse-clock ", env!("CARGO_PKG_VERSION"))),
         Err(reason) => {
-            eprintln!("sse-clock: {reason}\n{}", cli::USAGE);
+            let _ = writeln!(io::stderr(), "sse-clock: {reason}\n{}", cli::USAGE);
             return ExitCode::from(2);
         }
     };
     let (listener, addr) = match bind(&config.addr) {
         Ok(bound) => bound,
         Err(reason) => {
-            eprintln!("sse-clock: {reason}");
+            let _ = writeln!(io::stderr(), "sse-clock: {reason}");
             return ExitCode::FAILURE;
         }
     };
@@ -123,8 +123,8 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
             failures = 0;
         }
         let shared = Arc::clone(site);
-        match slots.admit(socket) {
-            Ok(slot) => spawn(site, peer, move || slots::serve(slot, peer, &shared)),
+        let work: Box<dyn FnOnce() + Send> = match slots.admit(socket) {
+            Ok(slot) => Box::new(move || slots::serve(slot, peer, &shared)),
             Err(socket) => {
                 if full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
                     site.log(
@@ -133,19 +133,20 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
                     full_logged = Some(Instant::now());
                 }
                 // No turn-away thread free: dropping the socket closes it.
-                if let Some(turn) = slots.claim_turn_away() {
-                    let work = move || slots::turn_away(turn, socket, peer, &shared);
-                    spawn(site, peer, work);
-                }
+                let Some(turn) = slots.claim_turn_away() else {
+                    continue;
+                };
+                Box::new(move || slots::turn_away(turn, socket, peer, &shared))
             }
-        }
+        };
+        spawn(site, peer, work);
     }
 }
 
 /// Starts a thread for `work`. If no thread can be had (out of memory, or
 /// of threads), `work` is dropped unrun, and with it whatever it owns: the
 /// connection is closed and its slot given back.
-fn spawn(site: &Site, peer: SocketAddr, work: impl FnOnce() + Send + 'static) {
+fn spawn(site: &Site, peer: SocketAddr, work: Box<dyn FnOnce() + Send>) {
     let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
     if let Err(error) = spawned {
         site.log(&format!("{peer}: cannot start a thread: {error}"));

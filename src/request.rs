@@ -34,28 +34,25 @@ pub const FIELDS_READ: [&str; 5] = [
 /// it gets from [`RequestError::status`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum RequestError {
-    /// The peer closed the connection, or it broke, before a whole head
-    /// arrived. No status: nobody is there to read one.
+    /// The peer left before a whole head arrived: no status, nobody to read it.
     Closed,
     /// The head did not arrive in time: `408 Request Timeout`.
     Timeout,
     /// Not HTTP/1.x syntax (the text says where, for the log): `400 Bad Request`.
     Malformed(&'static str),
-    /// The request line alone is longer than `MAX_HEAD_BYTES`: `414 URI Too
-    /// Long` (the target is the only part of it that can be long).
+    /// The request line alone is over `MAX_HEAD_BYTES`: `414 URI Too Long`
+    /// (its target is the only part that can be long).
     LineTooLong,
-    /// The head is longer than `MAX_HEAD_BYTES` or has more than
-    /// `MAX_FIELDS` fields: `431 Request Header Fields Too Large` (RFC 6585).
+    /// Over `MAX_HEAD_BYTES` or `MAX_FIELDS`: `431 Request Header Fields Too
+    /// Large` (RFC 6585).
     HeadTooLarge,
-    /// A well-formed version whose major number is not 1, such as
-    /// `HTTP/2.0`: `505 HTTP Version Not Supported`.
+    /// A version whose major number is not 1, `HTTP/2.0`: `505 HTTP Version
+    /// Not Supported`.
     VersionNotSupported,
-    /// A transfer coding other than `chunked` (such as `gzip, chunked`),
-    /// which this server does not know: `501 Not Implemented` (RFC 9112
-    /// section 6.1).
+    /// A transfer coding before `chunked` that this server does not know,
+    /// `gzip, chunked`: `501 Not Implemented` (RFC 9112 section 6.1).
     UnknownCoding,
-    /// A method other than GET and HEAD: `405 Method Not Allowed`, with an
-    /// `Allow` field that lists the two (RFC 9110 section 15.5.6).
+    /// Not GET or HEAD: `405 Method Not Allowed`, with `Allow: GET, HEAD`.
     MethodNotAllowed,
     /// A path other than `/`, `/index.html` and `/events`: `404 Not Found`.
     NotFound,
@@ -91,9 +88,8 @@ pub struct Head {
     pub method: String,
     pub target: String,
     pub version: Version,
-    /// The fields this server reads (`FIELDS_READ`), in order, values
-    /// trimmed of surrounding whitespace. Names compare without regard to
-    /// case (RFC 9110 5.1). Every other field is checked, then skipped.
+    /// The fields in `FIELDS_READ`, in order, values trimmed of surrounding
+    /// whitespace. Names compare without regard to case (RFC 9110 5.1).
     pub fields: Vec<(String, String)>,
 }
 
@@ -126,8 +122,7 @@ impl Head {
 /// \r\n                              end of head
 /// ```
 ///
-/// At most `MAX_HEAD_BYTES` are read; the bytes after the head (a body)
-/// stay unread.
+/// At most `MAX_HEAD_BYTES` are read; what follows the head stays unread.
 pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
     let mut budget = MAX_HEAD_BYTES;
     // Sized once for a typical line, so that reading a head rarely grows
@@ -166,10 +161,9 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
     Ok(head)
 }
 
-/// Reads one line into `line`, without its line end, spending at most
-/// `budget` bytes. The line end is CRLF, or a bare LF, which section 2.2
-/// allows a recipient to accept. Running out of budget is `HeadTooLarge`;
-/// the end of input before a line end is `Closed`.
+/// Reads one line into `line`, without its line end (CRLF, or a bare LF,
+/// which section 2.2 allows), spending at most `budget` bytes. Running out
+/// of budget is `HeadTooLarge`; the end of input before a line end, `Closed`.
 fn read_line(
     reader: &mut impl BufRead,
     budget: &mut usize,
@@ -177,8 +171,6 @@ fn read_line(
 ) -> Result<(), RequestError> {
     line.clear();
     let limit = u64::try_from(*budget).unwrap_or(u64::MAX);
-    // Out of time (the reader says `TimedOut`), or a broken connection,
-    // which nobody is left to answer.
     let read = reader
         .take(limit)
         .read_until(b'\n', line)
@@ -214,7 +206,7 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
         return Err(RequestError::Malformed("method is not a token"));
     }
     // A target is a URI: visible ASCII, no spaces, no control bytes.
-    if target.is_empty() || !target.iter().all(|byte| (0x21..=0x7e).contains(byte)) {
+    if target.is_empty() || !target.iter().all(u8::is_ascii_graphic) {
         return Err(RequestError::Malformed("target is not visible ASCII"));
     }
     let text = |bytes| String::from_utf8_lossy(bytes).into_owned(); // ASCII: lossless
@@ -269,7 +261,7 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     // control byte (a bare CR or a NUL is how header injection starts).
     if value
         .iter()
-        .any(|&byte| (byte < 0x20 && byte != b'\t') || byte == 0x7f)
+        .any(|&byte| byte.is_ascii_control() && byte != b'\t')
     {
         return Err(RequestError::Malformed("control byte in a field value"));
     }
@@ -288,12 +280,10 @@ fn check_host(head: &Head) -> Result<(), RequestError> {
 }
 
 /// Checks how the body is framed (RFC 9112 section 6.3). No request here
-/// needs a body, and a connection carries one request, so a body is never
-/// read: a GET with one is answered as usual, and what it sent is
-/// discarded as the connection closes. Ignoring it is safe only because
-/// nothing follows on the connection; but framing that a proxy in front
-/// could read differently from us is refused all the same, as RFC 9112
-/// requires, so that nobody copying this code inherits the doubt:
+/// needs a body, so none is read: a GET with one is answered as usual, and
+/// the body is discarded as the connection closes (nothing follows on it).
+/// But framing that a proxy in front could read differently from us is
+/// refused all the same, as RFC 9112 requires:
 /// - `Transfer-Encoding` with `Content-Length`, or in an HTTP/1.0 request,
 ///   which has no transfer codings: 400 (section 6.1, 6.3 rule 3);
 /// - a coding list that does not end in `chunked`: 400 (rule 4);
