@@ -332,8 +332,9 @@ fn write_response(
 fn close_gently(socket: &TcpStream) {
     let _ = socket.shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER;
+    let mut reader = Deadlined { socket, deadline };
     let mut ignored = [0u8; 512];
-    while let Ok(1..) = (Deadlined { socket, deadline }).read(&mut ignored) {}
+    while let Ok(1..) = reader.read(&mut ignored) {}
 }
 
 /// A socket reader whose reads all share one deadline: each waits only for
