@@ -46,9 +46,7 @@ pub enum Command {
 }
 
 pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
-    // The timeouts come from the environment, which is how the tests make
-    // them short: SSE_CLOCK_HEAD_TIMEOUT_MS, SSE_CLOCK_WRITE_TIMEOUT_MS and
-    // SSE_CLOCK_KEEP_ALIVE_MS (a period, not a timeout), in ms.
+    // The timeouts come from the environment, so that tests can shorten them.
     let mut config = Config {
         addr: "127.0.0.1:8080".to_owned(),
         max_connections: 1024,
@@ -113,9 +111,8 @@ fn check_addr(addr: String) -> Result<String, String> {
     }
 }
 
-/// `*`, or a serialized origin: `http` or `https`, `://`, a host and an
-/// optional port, nothing after (RFC 6454 section 6.1), as browsers send it
-/// in the `Origin` field.
+/// `*`, or an origin as browsers send it in `Origin`: `http` or `https`,
+/// `://`, a host, an optional port, nothing after (RFC 6454 section 6.1).
 fn check_origin(origin: String) -> Result<String, String> {
     let authority = origin
         .strip_prefix("http://")

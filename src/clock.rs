@@ -1,15 +1,8 @@
-//! Lesson 2: one viewer's stream. Which ticks it gets, named how, sent
+//! Lesson 2: one viewer's stream: which ticks it gets, named how, sent
 //! when; how a viewer that reconnects picks up where it left off; and the
 //! loop that sleeps, then writes, until the viewer leaves.
-//!
-//! Spec: WHATWG HTML, "Server-sent events": 9.2.4 (the `Last-Event-ID`
-//! request header) and 9.2.6 (`id`, `retry`); RFC 3339 section 5.6 for the
-//! time in `data`. The bytes of each event come from `sse.rs`.
-//!
-//! A viewer gets the stream shown at the top of `sse.rs`: the opening
-//! block (a greeting, `retry:`, the `clients` count), tick 0 at once, then
-//! a tick just after each interval boundary, and a `clients` event
-//! whenever the number of open streams has changed.
+//! Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and
+//! 9.2.6 (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -23,17 +16,14 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use crate::sse::{Event, encode_comment, encode_event, encode_retry};
 
-/// The comment that opens every stream, for people who watch it with
-/// `curl -N` (browsers skip comments).
+/// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
 
-/// Proxies close a connection that has been quiet for a while (nginx after
-/// 60 s). When ticks are further apart than this, the stream sends a
-/// comment block this often in between: `: keep-alive\n` and a blank line.
+/// Proxies close a quiet connection (nginx after 60 s): between ticks further
+/// apart than this, a `: keep-alive` comment block goes out this often.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The most missed ticks a resumed stream replays, so that catching up
-/// never builds an unbounded write.
+/// The most missed ticks a resumed stream replays: catching up stays bounded.
 pub const MAX_REPLAY: u64 = 300;
 
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
@@ -43,16 +33,13 @@ pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 /// `spread_ms`): 1,000 streams share 25 ms, 10,000 share 250 ms.
 const SPREAD_US_PER_STREAM: u64 = 25;
 
-/// What a steady write holds: a tick (46 bytes) and a `clients` event (24
-/// bytes). The first write (head, opening block, a replay) may need more,
-/// and gives the extra back once sent, so no stream keeps it for life.
+/// What a steady write holds: a tick (46 bytes) and a `clients` event (24).
+/// A bigger first write (head, replay) gives its extra back once sent.
 const BLOCK_BYTES: usize = 128;
 
-/// The server's clock: the wall-clock time (Unix ms) read once, at start,
-/// and the `Instant` of that moment. Every later time counts from there,
-/// so all due times fall on one grid of whole milliseconds, and streams
-/// due in the same one wake together. (A later step of the system clock is
-/// not followed until a restart.)
+/// The server's clock: Unix ms read once, at start, and that `Instant`.
+/// Every later time counts from there, so all due times share one grid of
+/// whole ms. (A later step of the system clock is not followed.)
 pub struct Clock {
     origin: Instant,
     origin_ms: u64,
@@ -101,8 +88,8 @@ fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
     text.push('Z');
 }
 
-/// Writes a Unix time in ms as an HTTP date, the IMF-fixdate of RFC 9110
-/// section 5.6.7, `Wed, 25 Nov 2026 15:00:00 GMT`, for the `Date` field.
+/// Writes a Unix time in ms as the IMF-fixdate of RFC 9110 section 5.6.7,
+/// `Wed, 25 Nov 2026 15:00:00 GMT`, for the `Date` field.
 pub fn format_http_date(text: &mut String, unix_ms: u64) {
     let t = calendar(unix_ms);
     let months = "JanFebMarAprMayJunJulAugSepOctNovDec";
@@ -125,16 +112,15 @@ fn random_below(bound: u64) -> u64 {
     RandomState::new().build_hasher().finish() % bound.max(1)
 }
 
-/// The `retry:` one stream gets: a random time from `retry_ms` to 1.5 ×
-/// `retry_ms`, so that after a restart the browsers come back a few at a
-/// time, not all in the same instant.
+/// One stream's `retry:`, from `retry_ms` to 1.5 × `retry_ms`, so that after
+/// a restart the browsers come back a few at a time.
 pub fn jitter(retry_ms: u64) -> u64 {
     retry_ms + random_below(retry_ms / 2 + 1)
 }
 
-/// How a stream begins: fresh, after the tick the viewer last saw, or
-/// fresh with a comment saying why its `Last-Event-ID` was ignored (never
-/// an error status, which would end the `EventSource` for good).
+/// How a stream begins: fresh, after the tick the viewer last saw, or fresh
+/// with a comment saying why `Last-Event-ID` was ignored (never an error
+/// status, which would end the `EventSource` for good).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Start {
     Fresh,
@@ -142,11 +128,9 @@ pub enum Start {
     Ignored(&'static str),
 }
 
-/// Reads the `Last-Event-ID` request header (WHATWG 9.2.4): the last `id:`
-/// the browser saw before it reconnected. An id that could be one of our
+/// Reads `Last-Event-ID` (WHATWG 9.2.4). An id that could be one of our
 /// ticks (decimal Unix ms, not in the future, under a day old) says where
-/// the viewer left off, with no state kept: this works after a restart,
-/// and on another instance whose clock agrees.
+/// the viewer left off, with no state kept: it works after a restart too.
 pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
     let Some(id) = ids.next() else {
         return Start::Fresh;
@@ -166,10 +150,8 @@ pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> S
     Start::Resume(tick_ms)
 }
 
-/// The ticks of one stream. Tick `k` is named by its time, `first_ms + k ×
-/// interval_ms`, and is due `offset_ms` later. Every due time comes from
-/// the start, never from "a second after the last write", which would add
-/// the time spent writing to every period: the clock would drift.
+/// Tick `k` is named `first_ms + k × interval_ms` and due `offset_ms` later:
+/// counted from the start, never from the last write, so it cannot drift.
 struct Schedule {
     first_ms: u64,
     interval_ms: u64,
@@ -187,23 +169,18 @@ impl Schedule {
     }
 }
 
-/// How far after each interval boundary one stream's ticks fall: a random
-/// point in a window that widens with the open streams, up to half an
-/// interval. Why not on the boundary, where the clock is most right? Then
-/// every thread wakes at once: at 10,000 streams on 2 cores the last write
-/// of each second went out about 200 ms late. Spread out, the work is even
-/// and no stream is later than the window.
+/// How far after each boundary one stream's ticks fall: a random point in a
+/// window that widens with the open streams, up to half an interval, so
+/// that threads do not all wake at once (see README, Performance).
 fn spread_ms(open_streams: usize, interval_ms: u64) -> u64 {
     let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
     let window_ms = streams.saturating_mul(SPREAD_US_PER_STREAM) / 1000;
     random_below(window_ms.clamp(1, interval_ms.div_ceil(2)))
 }
 
-/// Lays out a stream: its schedule, the first tick `k` to send, and a
-/// comment for the opening block (or nothing). A fresh stream's tick 0 is
-/// the boundary just before now, so each event names the second it arrives
-/// in. A resumed stream keeps the phase of the viewer's id and sends what
-/// it missed at once: every tick once, one interval apart.
+/// A stream's schedule, its first tick `k`, and a comment for the opening
+/// block. Fresh: tick 0 is the boundary just before now. Resumed: the phase
+/// of the viewer's id, and what it missed at once.
 fn plan(start: &Start, interval_ms: u64, now_ms: u64, offset_ms: u64) -> (Schedule, u64, String) {
     let schedule = |first_ms| Schedule {
         first_ms,
@@ -234,8 +211,8 @@ struct Scratch {
     data: String,
 }
 
-/// Appends the tick named `tick_ms`, its id that Unix time in ms and its
-/// data the same time as RFC 3339 (46 bytes in all):
+/// Appends the tick named `tick_ms`: its id that Unix time in ms, its data
+/// the same time as RFC 3339 (46 bytes in all):
 ///
 /// ```text
 /// id: 1795618800000\n
@@ -256,13 +233,7 @@ fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, interval_ms: u64, text: &mut Scr
     let _ = encode_event(out, &tick); // a decimal id holds no line end
 }
 
-/// Appends the `clients` event, how many streams are open right now:
-///
-/// ```text
-/// event: clients\n
-/// data: 2\n
-/// \n
-/// ```
+/// Appends the `clients` event: how many streams are open right now.
 fn encode_clients(out: &mut Vec<u8>, count: usize, text: &mut Scratch) {
     text.data.clear();
     let _ = write!(text.data, "{count}");
@@ -283,23 +254,6 @@ pub struct StreamPlan {
     pub start: Start,
 }
 
-/// How a stream ended: how many clock events it sent, and why.
-pub struct StreamEnd {
-    pub events: u64,
-    pub cause: io::Error,
-}
-
-impl StreamEnd {
-    /// Why the stream ended, in a few words for the log.
-    pub fn reason(&self) -> String {
-        match self.cause.kind() {
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
-            _ => self.cause.to_string(),
-        }
-    }
-}
-
 /// A stream counted in `clients` for as long as it lives: dropping it, on
 /// any way out, even a panic, takes it out.
 struct Counted<'a>(&'a AtomicUsize);
@@ -310,29 +264,30 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Sends `head` (the response head, from `http.rs`) and the opening block
-/// at once, then every tick as it falls due, until a write fails.
-///
-/// Plain blocking code: sleep until the next tick is due, build the whole
-/// block, hand it to the socket in one `write_all` (a bare `TcpStream` has
-/// no buffer to flush: the block is the buffer). A viewer that stops
-/// reading is dropped by the write timeout (set by `http.rs`); one that
-/// left is noticed by writing: the first write after it closed draws a
-/// reset, the next fails, so within two intervals.
+/// Sends `head` (from `http.rs`) and the opening block at once, then each
+/// tick as it falls due, until a write fails; returns, for the log, the
+/// ticks the viewer was sent and why it ended: `12 events (viewer left)`.
+/// A viewer that left is noticed by writing: the first write after it
+/// closed draws a reset, the next fails, so within two intervals.
 pub fn stream_clock(
     socket: &TcpStream,
     head: &[u8],
     stream: &StreamPlan,
     clients: &AtomicUsize,
     clock: &Clock,
-) -> StreamEnd {
+) -> String {
     let open = clients.fetch_add(1, Ordering::SeqCst) + 1;
     let _counted = Counted(clients);
     let offset_ms = spread_ms(open, stream.interval_ms);
     let mut events = 0;
     // The loop runs until a write fails, so its only result is an error.
     let Err(cause) = run_clock(socket, head, stream, clients, clock, offset_ms, &mut events);
-    StreamEnd { events, cause }
+    let reason = match cause.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
+        _ => cause.to_string(),
+    };
+    format!("{events} events ({reason})")
 }
 
 fn run_clock(
@@ -344,15 +299,14 @@ fn run_clock(
     offset_ms: u64,
     events: &mut u64,
 ) -> io::Result<std::convert::Infallible> {
-    // Each block is one complete write: Nagle's algorithm has nothing to
-    // gain by holding a small one back, so every block goes out at once.
+    // Each block is one whole write: Nagle's algorithm has nothing to gain
+    // by holding a small one back.
     socket.set_nodelay(true)?;
     let now_ms = clock.now_ms();
     let (schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms, offset_ms);
     let (id, data) = (String::with_capacity(24), String::with_capacity(32));
     let text = &mut Scratch { id, data };
-    // The first write: the head, the opening block, and every tick whose
-    // time has come: tick 0, or the missed ones (at most MAX_REPLAY).
+    // The first write: head, opening block, tick 0 or the missed ticks.
     let mut block = head.to_vec();
     encode_comment(&mut block, GREETING);
     if !note.is_empty() {
@@ -363,28 +317,29 @@ fn run_clock(
     encode_clients(&mut block, clients_sent, text);
     let mut send_until_ms = now_ms;
     loop {
+        let mut ticks = 0;
         while schedule.tick_ms(k) <= send_until_ms {
             encode_tick(&mut block, schedule.tick_ms(k), stream.interval_ms, text);
-            (k, *events) = (k + 1, *events + 1);
+            (k, ticks) = (k + 1, ticks + 1);
         }
         let open = clients.load(Ordering::SeqCst);
         if open != clients_sent {
             clients_sent = open;
             encode_clients(&mut block, open, text);
         }
+        // A bare `TcpStream` has no buffer to flush: the block is the buffer.
         socket.write_all(&block)?;
+        *events += ticks;
         block.clear();
         block.shrink_to(BLOCK_BYTES);
         let mut last_write = Instant::now();
         let due = clock.instant_at(schedule.due_ms(k));
-        // While the next tick is further off than the keep-alive period, a
-        // comment every period shows proxies that the connection is alive.
+        // Until the next tick, a comment every keep-alive period for proxies.
         while due.saturating_duration_since(last_write) > stream.keep_alive {
             last_write += stream.keep_alive;
             thread::sleep(last_write.saturating_duration_since(Instant::now()));
             socket.write_all(b": keep-alive\n\n")?;
         }
-        // Sleep until the tick is due (see `Schedule`), then send it.
         thread::sleep(due.saturating_duration_since(Instant::now()));
         send_until_ms = schedule.tick_ms(k);
     }

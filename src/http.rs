@@ -1,16 +1,9 @@
-//! Lesson 4b: answering one request. A connection carries exactly one:
-//! its head is read within a deadline (`request.rs` parses it), routed to
-//! an answer, the answer is written under a deadline, and the connection
-//! closes without losing it. Nothing to persist, no pipelining, no idle
-//! time: browsers and nginx open a new connection per request without
-//! complaint, and a stream holds its connection to the end anyway.
-//!
-//! Specs: RFC 9112 "HTTP/1.1" sections 6.3 (where a body ends), 9.3 and
-//! 9.6 (`Connection: close`, closing gently); RFC 9110 "HTTP Semantics"
-//! sections 6.6.1 (`Date`), 9.3.1 and 9.3.2 (GET and HEAD), 15 (statuses).
-//!
-//! Every answer is a `Response`, put on the wire by `write_response`. A
-//! 404, byte for byte:
+//! Lesson 4b: answering one request. A connection carries exactly one: its
+//! head is read by a deadline (`request.rs` parses it), routed, answered
+//! under a write deadline, and the connection closes without losing it.
+//! Specs: RFC 9112 sections 6.3 (where a body ends), 9.3 and 9.6 (closing);
+//! RFC 9110 sections 6.6.1 (`Date`), 9.3.1-9.3.2 (GET, HEAD), 15 (statuses).
+//! Every answer is a `Response`, put on the wire by `write_response`:
 //!
 //! ```text
 //! HTTP/1.1 404 Not Found\r\n
@@ -38,16 +31,14 @@ use crate::sse;
 pub const PAGE: &[u8] = include_bytes!("../static/index.html");
 
 /// The whole head must arrive within this time of the connection opening,
-/// however slowly it trickles in, so that a silent or dribbling peer
-/// cannot hold a thread for ever.
+/// so that a silent or dribbling peer cannot hold a thread for ever.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every write waits at most this long for the peer to make room: a peer
-/// that stops reading is dropped, and its thread and slot freed.
+/// that stops reading is dropped (a stream's too), its thread and slot freed.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The buffer a request head is read through: a browser's head fits
-/// (see `MAX_HEAD_BYTES`); a longer one takes more reads.
+/// The buffer a head is read through: a browser's fits; longer takes more reads.
 const READ_BUFFER_BYTES: usize = 1024;
 
 /// How long a closing connection waits for the client to close its side.
@@ -115,8 +106,7 @@ fn request_path(target: &str) -> &str {
     }
 }
 
-/// An answer: its status (`404 Not Found`), its field lines, each ending
-/// in CRLF, and its body.
+/// An answer: its status (`404 Not Found`), field lines ending in CRLF, body.
 pub struct Response {
     pub status: &'static str,
     pub fields: String,
@@ -152,10 +142,8 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
                 start: clock::start_after(head.field_values("last-event-id"), site.clock.now_ms()),
             }),
         )),
-        // A full server's stream ends at once, as a stream: an
-        // `EventSource` comes back after `retry` when its stream ends, but
-        // gives up for good on an error status (WHATWG HTML 9.2.3).
-        //
+        // A full server's stream ends at once: an `EventSource` comes back
+        // after `retry`, but an error status ends it for good (WHATWG 9.2.3).
         // ```text
         // : full, come back later\n
         // retry: 3712\n
@@ -168,8 +156,7 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
             sse::end_block(&mut block);
             Some(stream_response(head, settings, Body::Events(block)))
         }
-        // Come back in 5 seconds (RFC 9110 section 10.2.3): the same order
-        // as a browser's `retry`, long enough for a slot to come free.
+        // RFC 9110 10.2.3; 5 s is the order of a browser's `retry`.
         (Ok(Route::Page), true) => {
             let mut busy = plain_text("503 Service Unavailable");
             busy.fields.push_str("Retry-After: 5\r\n");
@@ -179,17 +166,14 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
     }
 }
 
-/// An answer that starts an event stream: `sse::STREAM_FIELDS`, then the
-/// CORS fields (Fetch standard, "CORS protocol"). A page on another origin
-/// may read the stream only if the answer names the origin the browser
-/// sent in `Origin`, or says `*` (`--allow-origin *`):
+/// A 200 that starts an event stream: `sse::STREAM_FIELDS`, then CORS (Fetch
+/// standard): a page on another origin may read the stream only if the
+/// answer names its `Origin`, or says `*`; `Vary` tells caches it depends:
 ///
 /// ```text
 /// Access-Control-Allow-Origin: https://example.org\r\n
 /// Vary: Origin\r\n
 /// ```
-///
-/// `Vary: Origin` tells caches that the answer depends on who asked.
 fn stream_response(head: &Head, settings: &Settings, body: Body) -> Response {
     let mut fields = sse::STREAM_FIELDS.to_owned();
     let allowed = &settings.allow_origins;
@@ -227,8 +211,7 @@ fn plain_text(status: &'static str) -> Response {
     sized(status, "text/plain", Cow::Owned(body))
 }
 
-/// An answer with a body of known length, in UTF-8. `nosniff` forbids
-/// browsers to guess another type than the one we say.
+/// An answer with a body of known length; `nosniff`: browsers take our type.
 fn sized(status: &'static str, media_type: &str, body: Cow<'static, [u8]>) -> Response {
     let fields =
         format!("Content-Type: {media_type}; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n");
@@ -240,11 +223,9 @@ fn sized(status: &'static str, media_type: &str, body: Cow<'static, [u8]>) -> Re
     }
 }
 
-/// The response head, as in the 404 at the top of this file. `Date` is a
-/// MUST for a server with a clock (RFC 9110 section 6.6.1). `Connection:
-/// close` says the connection ends after this answer (RFC 9112 section
-/// 9.6), which is also where a stream's body ends, having neither a length
-/// nor chunks (section 6.3, rule 8).
+/// The response head, as in the 404 above. `Date`: a MUST with a clock (RFC
+/// 9110 6.6.1). `Connection: close` (RFC 9112 9.6) also ends a stream's
+/// body, which has neither length nor chunks (section 6.3, rule 8).
 fn encode_head(response: &Response, date: &str) -> Vec<u8> {
     let mut head = format!("HTTP/1.1 {}\r\nDate: {date}\r\n", response.status);
     head.push_str(&response.fields);
@@ -277,14 +258,13 @@ pub fn serve(
     let sent = write_response(socket, &response, head_only, site);
     close_gently(socket);
     let (request_line, why) = match &request {
-        Ok(head) => (head.request_line(), full.then_some("full")),
-        Err(RequestError::Malformed(why)) => ("-".to_owned(), Some(*why)),
-        Err(_) => ("-".to_owned(), None),
+        Ok(head) => (head.request_line.as_str(), full.then_some("full")),
+        Err(RequestError::Malformed(why)) => ("-", Some(*why)),
+        Err(_) => ("-", None),
     };
     let code = response.status.split(' ').next().unwrap_or_default();
     let why = why.map(|why| format!(" ({why})")).unwrap_or_default();
-    // Seconds and whole milliseconds, not a float: float formatting alone
-    // adds 16 KB to the binary.
+    // Not a float: float formatting alone adds 16 KB to the binary.
     let took = started.elapsed();
     let (seconds, ms) = (took.as_secs(), took.subsec_millis());
     site.log(&format!(
@@ -292,10 +272,9 @@ pub fn serve(
     ));
 }
 
-/// Writes the answer under the write timeout; returns what went out, for
-/// the log. A HEAD answer has the head a GET gets, and no body (RFC 9110
-/// section 9.3.2). Head and body go out in one write: two small writes in
-/// a row can wait for a delayed acknowledgement (Nagle's algorithm).
+/// Writes the answer, head and body in one write (two small ones can wait
+/// on a delayed ACK); returns what went out, for the log. HEAD gets a GET's
+/// head and no body (RFC 9110 section 9.3.2).
 fn write_response(
     mut socket: &TcpStream,
     response: &Response,
@@ -313,8 +292,7 @@ fn write_response(
         Body::Sized(body) => body,
         Body::Events(block) => block,
         Body::Clock(plan) => {
-            let end = clock::stream_clock(socket, &bytes, plan, &site.clients, &site.clock);
-            return format!("{} events ({})", end.events, end.reason());
+            return clock::stream_clock(socket, &bytes, plan, &site.clients, &site.clock);
         }
     };
     bytes.extend_from_slice(body);
@@ -324,11 +302,10 @@ fn write_response(
     }
 }
 
-/// Ends a connection without losing the answer (RFC 9112 section 9.6):
-/// shut down our sending side (a FIN: "nothing more from me"), then read
-/// and discard what the client still sends until it closes too, for at
-/// most `LINGER`. Closing with bytes from the client unread makes the
-/// kernel send a reset, which can destroy the answer before it is read.
+/// Ends a connection without losing the answer (RFC 9112 section 9.6): send
+/// a FIN, then discard what the client still sends until it closes, for at
+/// most `LINGER`; closing with bytes unread sends a reset that can destroy
+/// the answer before it is read.
 fn close_gently(socket: &TcpStream) {
     let _ = socket.shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER;
@@ -337,9 +314,8 @@ fn close_gently(socket: &TcpStream) {
     while let Ok(1..) = reader.read(&mut ignored) {}
 }
 
-/// A socket reader whose reads all share one deadline: each waits only for
-/// the time that is left, so a peer that sends a byte every few seconds
-/// still runs out of time (an error of kind `TimedOut`).
+/// A socket reader whose reads share one deadline, so a peer that sends a
+/// byte every few seconds still runs out of time (`TimedOut`).
 struct Deadlined<'a> {
     socket: &'a TcpStream,
     deadline: Instant,

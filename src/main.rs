@@ -1,20 +1,9 @@
 //! sse-clock: a Server-Sent Events clock on a small, blocking, std-only
-//! HTTP/1.1 server, written to be read.
-//!
-//! Read it in this order, the order of the lesson; each file opens with
-//! what it teaches and the spec sections it follows:
-//! 1. `sse.rs`: the event stream format, the bytes a browser reads.
-//! 2. `clock.rs`: one viewer's stream: the schedule, resuming after
-//!    `Last-Event-ID`, the loop that sleeps and writes.
-//! 3. `static/index.html`: the other end, `EventSource` in a page.
-//! 4. `request.rs` and `http.rs`: HTTP/1.1, one request head read within
-//!    limits, and the answers.
-//! 5. `slots.rs`: protection: the connection cap, the full-server answer.
-//! 6. `cli.rs` and this file: the command line, bind, the accept loop, a
-//!    thread per connection.
-//!
-//! Imports run down that list, never back up. This file follows the
-//! socket API (`listen`, `accept`) and the Rust std's threads.
+//! HTTP/1.1 server, written to be read in this order (imports run down it):
+//! `sse.rs`, the event stream format; `clock.rs`, one viewer's stream;
+//! `static/index.html`, `EventSource` in a page; `request.rs` and `http.rs`,
+//! one request and its answer; `slots.rs`, the connection cap; `cli.rs` and
+//! this file: the command line, bind, accept, a thread per connection.
 
 mod cli;
 mod clock;
@@ -35,16 +24,12 @@ use std::time::{Duration, Instant};
 use http::Site;
 use slots::Slots;
 
-/// Each connection thread's stack. A thread costs its stack in address
-/// space, but only the pages it touches in memory: two here (8 KB, one of
-/// them glibc's thread control block), measured. Ours never goes deep (no
-/// recursion, buffers on the heap), so 64 KiB is plenty, even for printing
-/// a panic's backtrace, where Rust's default of 2 MiB would reserve 20 GiB
-/// of address space for 10,000 streams instead of 625 MiB.
+/// Each connection thread's stack: no recursion, buffers on the heap, so
+/// 64 KiB is plenty, even for a panic's backtrace. Rust's default 2 MiB
+/// would reserve 20 GiB of address space for 10,000 streams, not 625 MiB.
 const STACK_BYTES: usize = 64 * 1024;
 
-/// After a failed `accept` (out of file descriptors, say), wait this long
-/// before trying again, so that a lasting failure cannot spin a core.
+/// After a failed `accept`, wait this long, so a lasting failure cannot spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// When the server is full, say so on stderr at most this often.
@@ -78,8 +63,7 @@ fn main() -> ExitCode {
     accept_loop(&listener, &slots, &Arc::new(site))
 }
 
-/// Prints a line on stdout (a closed stdout is no reason to panic); a
-/// success, for `--help` and `--version`.
+/// Prints a line on stdout (a closed stdout is no reason to panic).
 fn say(line: &str) -> ExitCode {
     let _ = writeln!(io::stdout(), "{line}");
     ExitCode::SUCCESS
@@ -98,17 +82,16 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
     Ok((listener, bound))
 }
 
-/// Accepts connections for ever. The accepting thread does nothing slow:
-/// it finds the connection a slot and hands it to a thread of its own; a
-/// newcomer to a full server goes to a turn-away thread, or is closed.
+/// Accepts connections for ever, doing nothing slow: each gets a slot and a
+/// thread, or on a full server a turn-away thread, or is closed.
 fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> ! {
     let mut full_logged: Option<Instant> = None;
     let mut failures = 0;
     loop {
         let (socket, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            // Usually passing (out of file descriptors, a peer that reset
-            // before we accepted): log the first of a burst, pause, go on.
+            // Usually passing (out of file descriptors, a peer that reset):
+            // log the first of a burst, pause, go on.
             Err(error) => {
                 if failures == 0 {
                     site.log(&format!("accept failed: {error}; retrying every 100 ms"));
@@ -143,9 +126,8 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
     }
 }
 
-/// Starts a thread for `work`. If no thread can be had (out of memory, or
-/// of threads), `work` is dropped unrun, and with it whatever it owns: the
-/// connection is closed and its slot given back.
+/// Starts a thread for `work`; if none can be had, dropping `work` closes
+/// the connection and gives its slot back.
 fn spawn(site: &Site, peer: SocketAddr, work: Box<dyn FnOnce() + Send>) {
     let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
     if let Err(error) = spawned {

@@ -1,27 +1,20 @@
-//! Lesson 4a: reading one HTTP/1.1 request head, within limits, from any
-//! `BufRead`, and everything a request can get wrong.
-//!
-//! Spec: RFC 9112 "HTTP/1.1": sections 2.2 (message parsing), 2.3
-//! (version), 3 (request line), 3.2 (request target and `Host`), 5 (field
-//! lines), 6.1 and 6.3 (how a body is framed); RFC 9110 "HTTP Semantics"
+//! Lesson 4a: reading one HTTP/1.1 request head, within limits, and
+//! everything a request can get wrong. No socket: the parser reads any
+//! `BufRead`, so a byte string is a whole test case.
+//! Spec: RFC 9112 sections 2.2, 2.3, 3, 3.2, 5, 6.1 and 6.3; RFC 9110
 //! sections 2.5 (versions), 5.6.2 (tokens) and 15 (statuses).
-//!
-//! Nothing here touches a socket: the parser reads from a `BufRead`, so a
-//! byte string is a whole test case. `http.rs` feeds it the connection.
 
 use std::io::{self, BufRead, Read};
 
-/// The most bytes a request head may take, request line included. A
-/// browser's head, without cookies, is usually well under 1 KiB; nginx's
-/// default limit for a request line or a single field is 8 KiB too.
+/// The most bytes a head may take, request line included: a browser's is
+/// usually under 1 KiB; nginx's default limit for one line is 8 KiB too.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// The most field lines one head may carry.
 pub const MAX_FIELDS: usize = 100;
 
-/// The only fields this server acts on. A browser sends a dozen more
-/// (cookies, user agent, languages): they are checked, not kept, so a
-/// stream holds no copy of them for its whole life.
+/// The only fields this server acts on; the others are checked, not kept,
+/// so a stream holds no copy of cookies and the like for its whole life.
 pub const FIELDS_READ: [&str; 5] = [
     "host",
     "content-length",
@@ -30,8 +23,7 @@ pub const FIELDS_READ: [&str; 5] = [
     "origin",
 ];
 
-/// Everything that stops a request from being served, each with the status
-/// it gets from [`RequestError::status`].
+/// Everything that stops a request from being served, with its status.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RequestError {
     /// The peer left before a whole head arrived: no status, nobody to read it.
@@ -40,17 +32,13 @@ pub enum RequestError {
     Timeout,
     /// Not HTTP/1.x syntax (the text says where, for the log): `400 Bad Request`.
     Malformed(&'static str),
-    /// The request line alone is over `MAX_HEAD_BYTES`: `414 URI Too Long`
-    /// (its target is the only part that can be long).
+    /// The request line alone is over `MAX_HEAD_BYTES`: `414 URI Too Long`.
     LineTooLong,
-    /// Over `MAX_HEAD_BYTES` or `MAX_FIELDS`: `431 Request Header Fields Too
-    /// Large` (RFC 6585).
+    /// Over `MAX_HEAD_BYTES` or `MAX_FIELDS`: `431` (RFC 6585).
     HeadTooLarge,
-    /// A version whose major number is not 1, `HTTP/2.0`: `505 HTTP Version
-    /// Not Supported`.
+    /// A major version other than 1, `HTTP/2.0`: `505`.
     VersionNotSupported,
-    /// A transfer coding before `chunked` that this server does not know,
-    /// `gzip, chunked`: `501 Not Implemented` (RFC 9112 section 6.1).
+    /// An unknown coding before `chunked`, `gzip, chunked`: `501` (RFC 9112 6.1).
     UnknownCoding,
     /// Not GET or HEAD: `405 Method Not Allowed`, with `Allow: GET, HEAD`.
     MethodNotAllowed,
@@ -81,10 +69,11 @@ pub enum Version {
     Http11,
 }
 
-/// A parsed request head. Method and target hold only visible ASCII
-/// (checked while parsing), so they are safe to log as they are.
+/// A parsed request head. The request line holds only visible ASCII and
+/// single spaces (checked while parsing), so it is safe to log as it is.
 #[derive(Debug)]
 pub struct Head {
+    pub request_line: String,
     pub method: String,
     pub target: String,
     pub version: Version,
@@ -94,15 +83,6 @@ pub struct Head {
 }
 
 impl Head {
-    /// The request line again, for the log: `GET /events HTTP/1.1`.
-    pub fn request_line(&self) -> String {
-        let version = match self.version {
-            Version::Http10 => "HTTP/1.0",
-            Version::Http11 => "HTTP/1.1",
-        };
-        format!("{} {} {version}", self.method, self.target)
-    }
-
     /// The values of every field called `name`.
     pub fn field_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         let named = move |(field, _): &&(String, String)| field.eq_ignore_ascii_case(name);
@@ -125,11 +105,9 @@ impl Head {
 /// At most `MAX_HEAD_BYTES` are read; what follows the head stays unread.
 pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
     let mut budget = MAX_HEAD_BYTES;
-    // Sized once for a typical line, so that reading a head rarely grows
-    // (and so frees) a buffer.
+    // Sized once for a typical line, so that reading a head rarely grows it.
     let mut line = Vec::with_capacity(256);
-    // Section 2.2: a server SHOULD ignore empty lines received before the
-    // request line (some old clients send a CRLF after a POST body).
+    // Section 2.2: a server SHOULD ignore empty lines before the request line.
     while line.is_empty() {
         read_line(reader, &mut budget, &mut line).map_err(|error| match error {
             RequestError::HeadTooLarge => RequestError::LineTooLong,
@@ -161,9 +139,8 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
     Ok(head)
 }
 
-/// Reads one line into `line`, without its line end (CRLF, or a bare LF,
-/// which section 2.2 allows), spending at most `budget` bytes. Running out
-/// of budget is `HeadTooLarge`; the end of input before a line end, `Closed`.
+/// Reads one line into `line`, without its CRLF (or bare LF, section 2.2),
+/// spending at most `budget` bytes: past it, `HeadTooLarge`.
 fn read_line(
     reader: &mut impl BufRead,
     budget: &mut usize,
@@ -191,8 +168,7 @@ fn read_line(
     Ok(())
 }
 
-/// `request-line = method SP request-target SP HTTP-version` (section 3),
-/// with exactly one space between the three parts: a head without fields.
+/// `request-line = method SP request-target SP HTTP-version` (section 3).
 fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
     let mut parts = line.split(|&byte| byte == b' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -205,24 +181,21 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
     if !is_token(method) {
         return Err(RequestError::Malformed("method is not a token"));
     }
-    // A target is a URI: visible ASCII, no spaces, no control bytes.
     if target.is_empty() || !target.iter().all(u8::is_ascii_graphic) {
         return Err(RequestError::Malformed("target is not visible ASCII"));
     }
     let text = |bytes| String::from_utf8_lossy(bytes).into_owned(); // ASCII: lossless
     Ok(Head {
+        request_line: text(line),
         method: text(method),
         target: text(target),
         version: parse_version(version)?,
-        // Sized for the fields we keep, so that reading them never grows it.
         fields: Vec::with_capacity(FIELDS_READ.len()),
     })
 }
 
-/// `HTTP-version = "HTTP/" DIGIT "." DIGIT` (section 2.3). A higher minor
-/// version, `HTTP/1.2`, is spoken to as HTTP/1.1, the highest we know: a
-/// minor version promises to be compatible (RFC 9110 section 2.5). Another
-/// major version gets 505; something that is not a version at all, 400.
+/// `HTTP-version = "HTTP/" DIGIT "." DIGIT` (section 2.3). `HTTP/1.2` is
+/// answered as 1.1: minor versions are compatible (RFC 9110 section 2.5).
 fn parse_version(text: &[u8]) -> Result<Version, RequestError> {
     let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = text else {
         return Err(RequestError::Malformed("not an HTTP version"));
@@ -237,8 +210,7 @@ fn parse_version(text: &[u8]) -> Result<Version, RequestError> {
 
 /// `field-line = field-name ":" OWS field-value OWS` (section 5).
 fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
-    // Section 5.2: a line that starts with whitespace continues the one
-    // before it ("obsolete line folding"); a server may reject it with 400.
+    // Section 5.2: a server may reject obsolete line folding with 400.
     if let [b' ' | b'\t', ..] = line {
         return Err(RequestError::Malformed("obsolete line folding"));
     }
@@ -246,8 +218,7 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     let (Some(name), Some(value)) = (halves.next(), halves.next()) else {
         return Err(RequestError::Malformed("field line without a colon"));
     };
-    // Section 5.1: a server MUST reject whitespace between a field name and
-    // its colon, since proxies disagree on what such a name means.
+    // Section 5.1: a server MUST reject whitespace before the colon.
     if let [.., b' ' | b'\t'] = name {
         return Err(RequestError::Malformed(
             "whitespace between field name and colon",
@@ -257,8 +228,7 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
         return Err(RequestError::Malformed("field name is not a token"));
     }
     let value = trim_whitespace(value);
-    // Section 5.5: a value holds visible bytes, spaces and tabs, never a
-    // control byte (a bare CR or a NUL is how header injection starts).
+    // Section 5.5: no control byte (a bare CR or NUL starts header injection).
     if value
         .iter()
         .any(|&byte| byte.is_ascii_control() && byte != b'\t')
@@ -268,29 +238,22 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     Ok((name, value))
 }
 
-/// Section 3.2: a server MUST answer 400 to an HTTP/1.1 request without a
-/// `Host` field, and to any request with more than one.
+/// Section 3.2: 400 for more than one `Host` field, or none in HTTP/1.1.
 fn check_host(head: &Head) -> Result<(), RequestError> {
     match (head.version, head.field_values("host").count()) {
         (Version::Http10, 0..=1) | (Version::Http11, 1) => Ok(()),
         _ => Err(RequestError::Malformed(
-            "HTTP/1.1 needs exactly one Host field",
+            "more than one Host field, or none in HTTP/1.1",
         )),
     }
 }
 
-/// Checks how the body is framed (RFC 9112 section 6.3). No request here
-/// needs a body, so none is read: a GET with one is answered as usual, and
-/// the body is discarded as the connection closes (nothing follows on it).
-/// But framing that a proxy in front could read differently from us is
-/// refused all the same, as RFC 9112 requires:
-/// - `Transfer-Encoding` with `Content-Length`, or in an HTTP/1.0 request,
-///   which has no transfer codings: 400 (section 6.1, 6.3 rule 3);
-/// - a coding list that does not end in `chunked`: 400 (rule 4);
-/// - `chunked` is understood (section 6.1: every HTTP/1.1 recipient must);
-///   any other coding before it is not: 501 (section 6.1);
-/// - `Content-Length` that is not one decimal number: 400 (rule 5). The
-///   same number repeated, `5, 5`, is one number (RFC 9110 section 8.6).
+/// Checks how the body is framed (RFC 9112 section 6.3). No body is read
+/// (it is discarded as the connection closes), but framing a proxy could
+/// read differently from us is refused: TE with CL, or TE in HTTP/1.0: 400
+/// (6.1, 6.3 rule 3); codings not ending in `chunked`: 400 (rule 4); an
+/// unknown coding before it: 501 (6.1); a CL that is not one number: 400
+/// (rule 5; `5, 5` is one number, RFC 9110 section 8.6).
 fn check_body_framing(head: &Head) -> Result<(), RequestError> {
     let list = |name| {
         let values = head.field_values(name).flat_map(|value| value.split(','));
@@ -321,8 +284,7 @@ fn check_body_framing(head: &Head) -> Result<(), RequestError> {
     }
 }
 
-/// `token = 1*tchar` (RFC 9110 section 5.6.2): what a method or a field
-/// name is made of.
+/// `token = 1*tchar` (RFC 9110 section 5.6.2): a method or a field name.
 fn is_token(bytes: &[u8]) -> bool {
     let tchar = |byte: &u8| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(byte);
     !bytes.is_empty() && bytes.iter().all(tchar)
@@ -368,7 +330,7 @@ Cache-Control: no-cache\r\n\
             0,
             "not a field we read: checked, not kept"
         );
-        assert_eq!(head.request_line(), "GET /events HTTP/1.1");
+        assert_eq!(head.request_line, "GET /events HTTP/1.1");
     }
 
     #[test]

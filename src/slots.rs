@@ -1,15 +1,9 @@
 //! Lesson 5: protection. At most `--max-connections` connections hold a
-//! slot at once, so threads and memory stay bounded however many arrive.
-//! A slot costs a thread, so it goes to a connection that uses it: when
-//! the server is full, the connection that has waited longest for its
-//! head is closed to make room. A flood of connections that never send a
-//! byte (slowloris) can then only push each other out, never a viewer
-//! whose stream is running. A newcomer that finds every slot at work
-//! still gets an answer, briefly, on one of a few extra threads.
-//!
-//! Specs: RFC 9110 section 15.6.4 (`503 Service Unavailable`) and 10.2.3
-//! (`Retry-After`); WHATWG HTML 9.2.3 (an `EventSource` reconnects after
-//! its stream ends, but gives up for good on an error status).
+//! slot (a thread) at once. When full, the one that has waited longest for
+//! its head is closed to make room, so a flood that never sends a byte
+//! (slowloris) only pushes itself out, never a running stream. A newcomer
+//! that finds every slot at work is answered briefly on an extra thread.
+//! Specs: RFC 9110 sections 15.6.4 (503) and 10.2.3 (`Retry-After`).
 
 use std::collections::VecDeque;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -19,19 +13,16 @@ use std::time::{Duration, Instant};
 
 use crate::http::{self, Site};
 
-/// When every slot is at work, up to this many extra threads read a
-/// newcomer's request and answer "come back later"; past that, newcomers
-/// are closed at once, which an `EventSource` also takes as "retry later".
+/// Extra threads that answer "come back later" when every slot is at work;
+/// past them, newcomers are closed, which an `EventSource` also retries.
 pub const TURN_AWAY_THREADS: usize = 8;
 
-/// How long a newcomer to a full server has to send its head before it
-/// gets `408`: a turn-away thread is one of a few, so it waits briefly.
+/// A turn-away thread is one of a few, so it waits briefly for the head.
 pub const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The slots, shared by the accepting thread and the connection threads.
 pub struct Slots {
     max: usize,
-    /// Every change happens under this lock, held for a few instructions.
     state: Mutex<State>,
     /// Threads busy turning newcomers away, at most `TURN_AWAY_THREADS`.
     turning_away: AtomicUsize,
@@ -44,8 +35,8 @@ struct State {
     waiting: VecDeque<Arc<Waiter>>,
 }
 
-/// An admitted connection's socket, shared by its thread (which reads and
-/// writes it) and the slots (which may shut it down to reclaim its slot).
+/// An admitted connection's socket, shared by its thread and the slots
+/// (which may shut it down to reclaim its slot).
 struct Waiter {
     socket: TcpStream,
     /// Whether it is in `waiting` (changed only under the lock).
@@ -53,8 +44,7 @@ struct Waiter {
     reclaimed: AtomicBool,
 }
 
-/// One connection's slot, held by its thread and given back when the
-/// thread ends, whichever way it ends: a panic unwinds through this drop.
+/// One connection's slot, given back when its thread ends, even by a panic.
 pub struct Slot {
     slots: Arc<Slots>,
     waiter: Arc<Waiter>,
@@ -73,10 +63,9 @@ impl Slots {
         })
     }
 
-    /// Gives a newcomer a slot: a free one, or else the slot of the
-    /// connection that has waited longest for its head, which is shut down
-    /// (its thread sees the connection end and leaves). When every slot is
-    /// at work, the socket comes back: the server is full.
+    /// Gives a newcomer a free slot, or else the slot of the connection that
+    /// has waited longest for its head, which is shut down. When every slot
+    /// is at work, the socket comes back: the server is full.
     pub fn admit(self: &Arc<Self>, socket: TcpStream) -> Result<Slot, TcpStream> {
         let mut state = self.lock();
         if state.open < self.max {
@@ -115,9 +104,8 @@ impl Slots {
 }
 
 impl State {
-    /// Takes the connection out of `waiting`. A linear search from the
-    /// back, where the newest waiters are: under a flood the list is long,
-    /// but it is the newest that send their heads.
+    /// Takes the connection out of `waiting`, searching from the back: under
+    /// a flood the list is long, but it is the newest that send their heads.
     fn stop_waiting(&mut self, waiter: &Arc<Waiter>) {
         if waiter.waiting.swap(false, SeqCst) {
             let waiting = &mut self.waiting;
@@ -159,8 +147,7 @@ impl Drop for TurnAway {
     }
 }
 
-/// A connection with a slot: read its head within the head timeout, keep
-/// the slot, answer.
+/// A connection with a slot: read its head in time, keep the slot, answer.
 pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
     let request = http::read_request(slot.socket(), started + site.settings.head_timeout);
@@ -169,9 +156,8 @@ pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
     }
 }
 
-/// A newcomer that found every slot at work, on one of the few turn-away
-/// threads: its head gets `TURN_AWAY_HEAD_TIMEOUT`, and the answer brings
-/// it back later (see `http::respond`).
+/// A newcomer to a full server, on a turn-away thread: the answer brings it
+/// back later (see `http::respond`).
 pub fn turn_away(_turn: TurnAway, socket: TcpStream, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
     let request = http::read_request(&socket, started + TURN_AWAY_HEAD_TIMEOUT);

@@ -1,16 +1,12 @@
-//! Lesson 1: the event stream format. What a browser's `EventSource`
-//! reads, byte by byte, and the one encoder every event goes through,
-//! which cannot break the framing whatever text it is given. Pure: bytes
-//! into a `Vec`; what a viewer receives, and when, is `clock.rs`.
+//! Lesson 1: the event stream format, and the one encoder every event goes
+//! through, which cannot break the framing whatever text it is given. Pure:
+//! bytes into a `Vec`; what a viewer receives, and when, is `clock.rs`.
+//! Spec: WHATWG HTML, "Server-sent events", 9.2.5 "Parsing an event stream"
+//! and 9.2.6 "Interpreting an event stream"
+//! (<https://html.spec.whatwg.org/multipage/server-sent-events.html>).
 //!
-//! Spec: WHATWG HTML, "Server-sent events"
-//! (<https://html.spec.whatwg.org/multipage/server-sent-events.html>),
-//! sections 9.2.5 "Parsing an event stream" (lines end in CRLF, LF or CR;
-//! `name: value` fields; a blank line ends a block) and 9.2.6
-//! "Interpreting an event stream" (what the browser does with each field).
-//!
-//! A stream is a response whose body never ends. After its head, the body
-//! is blocks of lines, each block ended by a blank line:
+//! A stream is a response whose body never ends: blocks of lines, each
+//! ended by a blank line:
 //!
 //! ```text
 //! : hello from sse-clock; lines that start with a colon are comments\n
@@ -24,28 +20,18 @@
 //! ```
 //!
 //! - `: ...` is a comment: the browser skips it.
-//! - `retry: 3412` sets how long the browser waits before reconnecting.
-//! - `event: clients` names the event's type; without it the type is
-//!   `message`, which `onmessage` receives.
-//! - `data: ...` is the event's text, `event.data` in the page.
-//! - `id: ...` becomes `lastEventId`, which the browser sends back as
-//!   `Last-Event-ID` when it reconnects (see `clock.rs`).
-//! - The blank line dispatches the event. Until it arrives, the browser
-//!   only collects fields; a block without `data` dispatches nothing.
+//! - `retry:` sets how long the browser waits before reconnecting.
+//! - `event:` names the event's type; without it, `message` (`onmessage`).
+//! - `data:` is the event's text, `event.data` in the page.
+//! - `id:` becomes `lastEventId`, sent back as `Last-Event-ID` on reconnect.
+//! - The blank line dispatches the event; a block without `data`, nothing.
 
 use std::io::Write;
 
-/// The fields that make a response an event stream (RFC 9110 section 8.3
-/// for `Content-Type`, RFC 9111 section 5.2 for `Cache-Control`):
-///
-/// - `text/event-stream` is the only type an `EventSource` accepts; with
-///   any other, like with an error status, it gives up for good;
-/// - `no-cache` because every byte is news, `no-transform` so that proxies
-///   do not compress the stream (a compressor holds bytes back);
-/// - `X-Accel-Buffering: no` asks nginx not to buffer this response.
-///
-/// No `Content-Length`, no chunks: the body ends when the connection
-/// closes (`Connection: close`, added by `http.rs`).
+/// The fields that make a response an event stream. `text/event-stream` is
+/// the only type an `EventSource` accepts; `no-transform` and `X-Accel-
+/// Buffering: no` keep proxies from compressing or buffering it. No length,
+/// no chunks: the body ends when the connection closes.
 pub const STREAM_FIELDS: &str = "Content-Type: text/event-stream\r\n\
 Cache-Control: no-cache, no-transform\r\n\
 X-Accel-Buffering: no\r\n";
@@ -57,14 +43,13 @@ pub struct Event<'a> {
     pub data: &'a str,
 }
 
-/// An `event` or `id` value that cannot be sent: it holds CR or LF, which
-/// would end the field line early and let the rest be read as new fields,
-/// or NUL, which makes browsers ignore an `id`. The `&str` names the field.
+/// An `event` or `id` value (named by the `&str`) holding CR or LF, which
+/// would inject fields, or NUL, which makes browsers ignore an `id`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct InvalidField(pub &'static str);
 
-/// Appends one event block to `out`. An event of type `clients` with data
-/// `"2"`, and one with an id and data of two lines (`"a\nb"`), become:
+/// Appends one event block to `out`. Type `clients` with data `"2"`, and
+/// an id with data of two lines (`"a\nb"`), become:
 ///
 /// ```text
 /// event: clients\n        id: 7\n
@@ -73,10 +58,8 @@ pub struct InvalidField(pub &'static str);
 ///                         \n
 /// ```
 ///
-/// Data may hold any text: each of its lines (split at CRLF, LF or CR, the
-/// line ends the parser knows) gets a `data:` line of its own, and the
-/// browser joins them back with LF. Nothing is written when a field is
-/// refused.
+/// Each data line (split at CRLF, LF or CR) gets a `data:` line; the
+/// browser joins them with LF. Nothing is written when a field is refused.
 pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField> {
     let fields = [("event", event.event), ("id", event.id)];
     for (name, value) in fields {
@@ -103,23 +86,20 @@ pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Appends the reconnection delay in milliseconds, `retry: 3000\n`. The
-/// browser waits about this long before it reconnects after the stream
-/// ends (9.2.6, "retry"; how long exactly is up to each browser).
+/// Appends `retry: 3000\n`: the browser waits about this many ms before it
+/// reconnects after the stream ends (9.2.6; the exact wait is its own).
 pub fn encode_retry(out: &mut Vec<u8>, retry_ms: u64) {
     let _ = writeln!(out, "retry: {retry_ms}"); // writing to a Vec cannot fail
 }
 
-/// Appends the blank line that ends a block, `\n`. After `data` it
-/// dispatches the event; after only comments or `retry` it dispatches
-/// nothing (9.2.6), but every write stays a whole block.
+/// Appends the blank line that ends a block, `\n`; after comments or
+/// `retry` alone it dispatches nothing, but every write stays whole blocks.
 pub fn end_block(out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Writes `name: value\n`. The space after the colon matters: the parser
-/// drops exactly one space there, so a value that itself starts with a
-/// space survives. With an empty name this is a comment line, `: value`.
+/// Writes `name: value\n`; an empty name makes a comment. The parser drops
+/// one space after the colon, so a value that starts with a space survives.
 fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -127,9 +107,8 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b'\n');
 }
 
-/// Splits text at every line end the event-stream parser recognises: CRLF,
-/// LF, or a lone CR, wherever it stands. `"a\r"` is two lines, `a` and an
-/// empty one, exactly like `"a\n"`: the browser rebuilds both as `a\n`.
+/// Splits text at every line end the parser knows: CRLF, LF or a lone CR.
+/// `"a\r"` is two lines, `a` and an empty one, exactly like `"a\n"`.
 fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
