@@ -1,7 +1,6 @@
 //! Lesson 6a: the command line and the environment, read once at start-up
 //! into a checked `Config`. A mistake gets one line of reason, the usage,
 //! and exit status 2 (`main.rs`), as most tools do for a usage error.
-//! Origins follow RFC 6454 section 6.1.
 
 use std::env;
 use std::ffi::OsString;
@@ -32,7 +31,6 @@ usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connecti
 /// A day in milliseconds: the longest interval or retry accepted.
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// The command line, checked; what every connection needs is in `settings`.
 pub struct Config {
     pub addr: String,
     pub max_connections: usize,
@@ -89,7 +87,6 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
     Ok(Command::Run(config))
 }
 
-/// A whole number within `range`, or a reason that names the flag.
 fn number(flag: &str, text: &str, range: RangeInclusive<u64>) -> Result<u64, String> {
     match text.parse() {
         Ok(number) if range.contains(&number) => Ok(number),
@@ -132,7 +129,6 @@ fn check_origin(origin: String) -> Result<String, String> {
     Ok(origin)
 }
 
-/// A duration in ms from the environment variable `name`, or `default`.
 fn env_ms(name: &str, default: Duration) -> Result<Duration, String> {
     match env::var(name) {
         Err(env::VarError::NotPresent) => Ok(default),

@@ -29,17 +29,14 @@ pub const MAX_REPLAY: u64 = 300;
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// How much each open stream widens the window ticks are spread over (see
-/// `spread_ms`): 1,000 streams share 25 ms, 10,000 share 250 ms.
+/// Each open stream widens `spread_ms`'s window by this: 10,000 share 250 ms.
 const SPREAD_US_PER_STREAM: u64 = 25;
 
-/// What a steady write holds: a tick (46 bytes) and a `clients` event (24).
-/// A bigger first write (head, replay) gives its extra back once sent.
+/// A steady write: a tick (46 B) and `clients` (24 B); a bigger first shrinks back.
 const BLOCK_BYTES: usize = 128;
 
-/// The server's clock: Unix ms read once, at start, and that `Instant`.
-/// Every later time counts from there, so all due times share one grid of
-/// whole ms. (A later step of the system clock is not followed.)
+/// Unix ms read once, at start, and that `Instant`: later times count from
+/// there, so due times share one grid (a system clock step is not followed).
 pub struct Clock {
     origin: Instant,
     origin_ms: u64,
@@ -76,8 +73,7 @@ fn calendar(unix_ms: u64) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-/// Writes a Unix time in ms as RFC 3339 in UTC: `2026-11-25T15:00:00Z`, or
-/// with milliseconds, `2026-11-25T15:00:00.250Z`.
+/// RFC 3339 in UTC: `2026-11-25T15:00:00Z`, or `2026-11-25T15:00:00.250Z`.
 fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
     let t = calendar(unix_ms);
     let _ = write!(text, "{:04}-{:02}-{:02}T", t.year(), t.month(), t.day());
@@ -88,8 +84,7 @@ fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
     text.push('Z');
 }
 
-/// Writes a Unix time in ms as the IMF-fixdate of RFC 9110 section 5.6.7,
-/// `Wed, 25 Nov 2026 15:00:00 GMT`, for the `Date` field.
+/// The IMF-fixdate (RFC 9110 5.6.7) for `Date`: `Wed, 25 Nov 2026 15:00:00 GMT`.
 pub fn format_http_date(text: &mut String, unix_ms: u64) {
     let t = calendar(unix_ms);
     let months = "JanFebMarAprMayJunJulAugSepOctNovDec";
@@ -101,26 +96,22 @@ pub fn format_http_date(text: &mut String, unix_ms: u64) {
     text.push_str(" GMT");
 }
 
-/// `15:00:00`, in both formats.
 fn format_time_of_day(text: &mut String, t: &DateTime<Utc>) {
     let _ = write!(text, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
 }
 
-/// A random number below `bound` (or 0). std's `RandomState` hashes with
-/// fresh keys each time: plenty for spreading load, not for secrets.
+/// A random number below `bound` (or 0): fresh hash keys, fine for load, not secrets.
 fn random_below(bound: u64) -> u64 {
     RandomState::new().build_hasher().finish() % bound.max(1)
 }
 
-/// One stream's `retry:`, from `retry_ms` to 1.5 × `retry_ms`, so that after
-/// a restart the browsers come back a few at a time.
+/// One stream's `retry:`, up to 1.5 × `retry_ms`: browsers return a few at a time.
 pub fn jitter(retry_ms: u64) -> u64 {
     retry_ms + random_below(retry_ms / 2 + 1)
 }
 
-/// How a stream begins: fresh, after the tick the viewer last saw, or fresh
-/// with a comment saying why `Last-Event-ID` was ignored (never an error
-/// status, which would end the `EventSource` for good).
+/// How a stream begins. A bad `Last-Event-ID` is ignored with a comment, never
+/// an error status (which would end the `EventSource` for good).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Start {
     Fresh,
@@ -128,9 +119,8 @@ pub enum Start {
     Ignored(&'static str),
 }
 
-/// Reads `Last-Event-ID` (WHATWG 9.2.4). An id that could be one of our
-/// ticks (decimal Unix ms, not in the future, under a day old) says where
-/// the viewer left off, with no state kept: it works after a restart too.
+/// Reads `Last-Event-ID` (WHATWG 9.2.4): an id that could be one of our ticks
+/// says where the viewer left off, with no state kept, even after a restart.
 pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
     let Some(id) = ids.next() else {
         return Start::Fresh;
@@ -169,9 +159,8 @@ impl Schedule {
     }
 }
 
-/// How far after each boundary one stream's ticks fall: a random point in a
-/// window that widens with the open streams, up to half an interval, so
-/// that threads do not all wake at once (see README, Performance).
+/// How far after each boundary one stream's ticks fall, at random, so that
+/// threads do not all wake at once (see README, Performance).
 fn spread_ms(open_streams: usize, interval_ms: u64) -> u64 {
     let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
     let window_ms = streams.saturating_mul(SPREAD_US_PER_STREAM) / 1000;
@@ -245,7 +234,6 @@ fn encode_clients(out: &mut Vec<u8>, count: usize, text: &mut Scratch) {
     let _ = encode_event(out, &clients); // "clients" holds no line end
 }
 
-/// What a stream needs to know, from the command line and the request.
 pub struct StreamPlan {
     pub interval_ms: u64,
     /// This stream's `retry:`, already drawn by `jitter`.
@@ -254,8 +242,7 @@ pub struct StreamPlan {
     pub start: Start,
 }
 
-/// A stream counted in `clients` for as long as it lives: dropping it, on
-/// any way out, even a panic, takes it out.
+/// Counts a stream in `clients` while it lives; its drop, even in a panic, uncounts it.
 struct Counted<'a>(&'a AtomicUsize);
 
 impl Drop for Counted<'_> {
@@ -264,11 +251,9 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Sends `head` (from `http.rs`) and the opening block at once, then each
-/// tick as it falls due, until a write fails; returns, for the log, the
-/// ticks the viewer was sent and why it ended: `12 events (viewer left)`.
-/// A viewer that left is noticed by writing: the first write after it
-/// closed draws a reset, the next fails, so within two intervals.
+/// Sends `head` and the opening block, then each tick as it falls due, until
+/// a write fails (a viewer that left: the second write after, so within two
+/// intervals). Returns what the viewer got, for the log: `12 events (viewer left)`.
 pub fn stream_clock(
     socket: &TcpStream,
     head: &[u8],
@@ -299,8 +284,7 @@ fn run_clock(
     offset_ms: u64,
     events: &mut u64,
 ) -> io::Result<std::convert::Infallible> {
-    // Each block is one whole write: Nagle's algorithm has nothing to gain
-    // by holding a small one back.
+    // Each block is one whole write: Nagle has nothing to gain by holding it.
     socket.set_nodelay(true)?;
     let now_ms = clock.now_ms();
     let (schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms, offset_ms);

@@ -30,12 +30,10 @@ use crate::sse;
 /// The page, compiled into the binary so that the one file runs anywhere.
 pub const PAGE: &[u8] = include_bytes!("../static/index.html");
 
-/// The whole head must arrive within this time of the connection opening,
-/// so that a silent or dribbling peer cannot hold a thread for ever.
+/// The whole head must arrive this soon, or a dribbling peer holds a thread.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Every write waits at most this long for the peer to make room: a peer
-/// that stops reading is dropped (a stream's too), its thread and slot freed.
+/// The longest a write waits for room: a peer that stops reading is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The buffer a head is read through: a browser's fits; longer takes more reads.
@@ -44,7 +42,6 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// What the command line decided, for every connection.
 pub struct Settings {
     pub interval_ms: u64,
     pub retry_ms: u64,
@@ -56,7 +53,6 @@ pub struct Settings {
     pub quiet: bool,
 }
 
-/// What every connection thread shares.
 pub struct Site {
     pub settings: Settings,
     pub clock: Clock,
@@ -91,9 +87,8 @@ pub fn route(head: &Head) -> Result<Route, RequestError> {
     }
 }
 
-/// The path of a request target (RFC 9112 section 3.2), without its query:
-/// origin-form `/events?x=1` and absolute-form `http://host/events?x=1`
-/// (which a server MUST accept, section 3.2.2) both give `/events`.
+/// The path of `/events?x=1`, or of `http://host/events?x=1` (absolute-form,
+/// which a server MUST accept, RFC 9112 section 3.2.2): `/events`.
 fn request_path(target: &str) -> &str {
     let without_query = target.split('?').next().unwrap_or_default();
     let scheme = ["http://", "https://"].iter().find_map(|scheme| {
@@ -106,7 +101,7 @@ fn request_path(target: &str) -> &str {
     }
 }
 
-/// An answer: its status (`404 Not Found`), field lines ending in CRLF, body.
+/// An answer: `404 Not Found`, field lines ending in CRLF, a body.
 pub struct Response {
     pub status: &'static str,
     pub fields: String,
@@ -122,8 +117,7 @@ pub enum Body {
     Clock(StreamPlan),
 }
 
-/// The answer to a request, or to what went wrong reading it; `None` when
-/// nobody is left to answer. `full` is set when every slot is at work.
+/// The answer to a request or its error (`None`: nobody is left to answer).
 pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) -> Option<Response> {
     let head = match request {
         Ok(head) => head,
@@ -186,16 +180,14 @@ fn stream_response(head: &Head, settings: &Settings, body: Body) -> Response {
         }
         fields.push_str("Vary: Origin\r\n");
     }
-    let status = "200 OK";
     Response {
-        status,
+        status: "200 OK",
         fields,
         body,
     }
 }
 
-/// The answer to a request error: its status, and a body that repeats the
-/// status and nothing of the request. `Closed` gets none.
+/// A request error's answer: a body that repeats the status, nothing else.
 fn error_response(error: &RequestError) -> Option<Response> {
     let mut response = plain_text(error.status()?);
     if *error == RequestError::MethodNotAllowed {
@@ -215,17 +207,15 @@ fn plain_text(status: &'static str) -> Response {
 fn sized(status: &'static str, media_type: &str, body: Cow<'static, [u8]>) -> Response {
     let fields =
         format!("Content-Type: {media_type}; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n");
-    let body = Body::Sized(body);
     Response {
         status,
         fields,
-        body,
+        body: Body::Sized(body),
     }
 }
 
-/// The response head, as in the 404 above. `Date`: a MUST with a clock (RFC
-/// 9110 6.6.1). `Connection: close` (RFC 9112 9.6) also ends a stream's
-/// body, which has neither length nor chunks (section 6.3, rule 8).
+/// The response head, as in the 404 above. `Connection: close` (RFC 9112
+/// 9.6) also ends a stream's body, having no length (section 6.3, rule 8).
 fn encode_head(response: &Response, date: &str) -> Vec<u8> {
     let mut head = format!("HTTP/1.1 {}\r\nDate: {date}\r\n", response.status);
     head.push_str(&response.fields);
@@ -272,9 +262,8 @@ pub fn serve(
     ));
 }
 
-/// Writes the answer, head and body in one write (two small ones can wait
-/// on a delayed ACK); returns what went out, for the log. HEAD gets a GET's
-/// head and no body (RFC 9110 section 9.3.2).
+/// Writes head and body in one write (two small ones can wait on a delayed
+/// ACK); returns what went out, for the log. HEAD gets no body (RFC 9110 9.3.2).
 fn write_response(
     mut socket: &TcpStream,
     response: &Response,
@@ -302,10 +291,9 @@ fn write_response(
     }
 }
 
-/// Ends a connection without losing the answer (RFC 9112 section 9.6): send
-/// a FIN, then discard what the client still sends until it closes, for at
-/// most `LINGER`; closing with bytes unread sends a reset that can destroy
-/// the answer before it is read.
+/// Ends a connection without losing the answer (RFC 9112 section 9.6): a FIN,
+/// then discard what the client sends until it closes; closing with bytes
+/// unread sends a reset that can destroy the answer before it is read.
 fn close_gently(socket: &TcpStream) {
     let _ = socket.shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER;
@@ -314,8 +302,7 @@ fn close_gently(socket: &TcpStream) {
     while let Ok(1..) = reader.read(&mut ignored) {}
 }
 
-/// A socket reader whose reads share one deadline, so a peer that sends a
-/// byte every few seconds still runs out of time (`TimedOut`).
+/// A socket reader whose reads share one deadline, however slowly bytes come.
 struct Deadlined<'a> {
     socket: &'a TcpStream,
     deadline: Instant,

@@ -82,16 +82,14 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
     Ok((listener, bound))
 }
 
-/// Accepts connections for ever, doing nothing slow: each gets a slot and a
-/// thread, or on a full server a turn-away thread, or is closed.
+/// Accepts for ever: each connection gets a slot, a turn-away thread, or closed.
 fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> ! {
     let mut full_logged: Option<Instant> = None;
     let mut failures = 0;
     loop {
         let (socket, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            // Usually passing (out of file descriptors, a peer that reset):
-            // log the first of a burst, pause, go on.
+            // Usually passing (out of fds, an early reset): log, pause, go on.
             Err(error) => {
                 if failures == 0 {
                     site.log(&format!("accept failed: {error}; retrying every 100 ms"));
@@ -126,8 +124,7 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
     }
 }
 
-/// Starts a thread for `work`; if none can be had, dropping `work` closes
-/// the connection and gives its slot back.
+/// Starts a thread for `work`; without one, dropping `work` frees its slot.
 fn spawn(site: &Site, peer: SocketAddr, work: Box<dyn FnOnce() + Send>) {
     let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
     if let Err(error) = spawned {

@@ -13,8 +13,7 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// The most field lines one head may carry.
 pub const MAX_FIELDS: usize = 100;
 
-/// The only fields this server acts on; the others are checked, not kept,
-/// so a stream holds no copy of cookies and the like for its whole life.
+/// The only fields kept; the rest are checked, so no stream holds cookies for life.
 pub const FIELDS_READ: [&str; 5] = [
     "host",
     "content-length",
@@ -69,16 +68,14 @@ pub enum Version {
     Http11,
 }
 
-/// A parsed request head. The request line holds only visible ASCII and
-/// single spaces (checked while parsing), so it is safe to log as it is.
+/// A parsed request head; its request line is checked ASCII, safe to log.
 #[derive(Debug)]
 pub struct Head {
     pub request_line: String,
     pub method: String,
     pub target: String,
     pub version: Version,
-    /// The fields in `FIELDS_READ`, in order, values trimmed of surrounding
-    /// whitespace. Names compare without regard to case (RFC 9110 5.1).
+    /// The fields in `FIELDS_READ`, values trimmed; names ignore case (RFC 9110 5.1).
     pub fields: Vec<(String, String)>,
 }
 
@@ -93,16 +90,13 @@ impl Head {
     }
 }
 
-/// Reads one request head: the request line, then field lines up to the
-/// empty line that ends the head (RFC 9112 section 2.1):
+/// Reads one request head, at most `MAX_HEAD_BYTES` (RFC 9112 section 2.1):
 ///
 /// ```text
 /// GET /events?x=1 HTTP/1.1\r\n      request-line
 /// Host: example.org\r\n             field-line
 /// \r\n                              end of head
 /// ```
-///
-/// At most `MAX_HEAD_BYTES` are read; what follows the head stays unread.
 pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
     let mut budget = MAX_HEAD_BYTES;
     // Sized once for a typical line, so that reading a head rarely grows it.
@@ -115,13 +109,11 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
         })?;
     }
     let mut head = parse_request_line(&line)?;
-    let mut field_count = 0;
-    loop {
+    for field_count in 1.. {
         read_line(reader, &mut budget, &mut line)?;
         if line.is_empty() {
             break;
         }
-        field_count += 1;
         if field_count > MAX_FIELDS {
             return Err(RequestError::HeadTooLarge);
         }
@@ -227,15 +219,15 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     if !is_token(name) {
         return Err(RequestError::Malformed("field name is not a token"));
     }
-    let value = trim_whitespace(value);
-    // Section 5.5: no control byte (a bare CR or NUL starts header injection).
+    // Section 5.5: no control byte (a bare CR or NUL starts header injection);
+    // with none, `trim_ascii` strips only the optional spaces and tabs (OWS).
     if value
         .iter()
         .any(|&byte| byte.is_ascii_control() && byte != b'\t')
     {
         return Err(RequestError::Malformed("control byte in a field value"));
     }
-    Ok((name, value))
+    Ok((name, value.trim_ascii()))
 }
 
 /// Section 3.2: 400 for more than one `Host` field, or none in HTTP/1.1.
@@ -248,12 +240,8 @@ fn check_host(head: &Head) -> Result<(), RequestError> {
     }
 }
 
-/// Checks how the body is framed (RFC 9112 section 6.3). No body is read
-/// (it is discarded as the connection closes), but framing a proxy could
-/// read differently from us is refused: TE with CL, or TE in HTTP/1.0: 400
-/// (6.1, 6.3 rule 3); codings not ending in `chunked`: 400 (rule 4); an
-/// unknown coding before it: 501 (6.1); a CL that is not one number: 400
-/// (rule 5; `5, 5` is one number, RFC 9110 section 8.6).
+/// No body is read (the connection closes), but framing that a proxy could
+/// read differently is refused (RFC 9112 sections 6.1 and 6.3, rules 3-5).
 fn check_body_framing(head: &Head) -> Result<(), RequestError> {
     let list = |name| {
         let values = head.field_values(name).flat_map(|value| value.split(','));
@@ -264,7 +252,7 @@ fn check_body_framing(head: &Head) -> Result<(), RequestError> {
     let malformed = |why| Err(RequestError::Malformed(why));
     match (codings.split_last(), lengths.first()) {
         (None, None) => Ok(()),
-        (Some(_), Some(_)) => malformed("Content-Length with Transfer-Encoding"),
+        (Some(_), Some(_)) => malformed("Content-Length with Transfer-Encoding"), // rule 3
         (Some(_), None) if head.version == Version::Http10 => {
             malformed("Transfer-Encoding in HTTP/1.0")
         }
@@ -272,9 +260,9 @@ fn check_body_framing(head: &Head) -> Result<(), RequestError> {
         (Some((last, before)), None) if chunked(last) && !before.iter().any(chunked) => {
             Err(RequestError::UnknownCoding)
         }
-        (Some(_), None) => malformed("chunked is not the final coding, once"),
+        (Some(_), None) => malformed("chunked is not the final coding, once"), // rule 4
         (None, Some(first)) => {
-            // `parse` alone would take `+5`.
+            // Rule 5; `parse` alone would take `+5`; `5, 5` is one (RFC 9110 8.6).
             let decimal = first.bytes().all(|byte| byte.is_ascii_digit());
             match first.parse::<u64>() {
                 Ok(_) if decimal && lengths.iter().all(|other| other == first) => Ok(()),
@@ -288,17 +276,6 @@ fn check_body_framing(head: &Head) -> Result<(), RequestError> {
 fn is_token(bytes: &[u8]) -> bool {
     let tchar = |byte: &u8| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(byte);
     !bytes.is_empty() && bytes.iter().all(tchar)
-}
-
-/// Strips optional whitespace (`OWS`: spaces and tabs) from both ends.
-fn trim_whitespace(mut value: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = value {
-        value = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = value {
-        value = rest;
-    }
-    value
 }
 
 #[cfg(test)]

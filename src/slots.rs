@@ -24,7 +24,6 @@ pub const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Slots {
     max: usize,
     state: Mutex<State>,
-    /// Threads busy turning newcomers away, at most `TURN_AWAY_THREADS`.
     turning_away: AtomicUsize,
 }
 
@@ -35,8 +34,7 @@ struct State {
     waiting: VecDeque<Arc<Waiter>>,
 }
 
-/// An admitted connection's socket, shared by its thread and the slots
-/// (which may shut it down to reclaim its slot).
+/// An admitted connection's socket, shared by its thread and the slots.
 struct Waiter {
     socket: TcpStream,
     /// Whether it is in `waiting` (changed only under the lock).
@@ -63,9 +61,8 @@ impl Slots {
         })
     }
 
-    /// Gives a newcomer a free slot, or else the slot of the connection that
-    /// has waited longest for its head, which is shut down. When every slot
-    /// is at work, the socket comes back: the server is full.
+    /// Gives a newcomer a free slot, or the slot of the connection that has
+    /// waited longest for its head (shut down); or, when full, its socket back.
     pub fn admit(self: &Arc<Self>, socket: TcpStream) -> Result<Slot, TcpStream> {
         let mut state = self.lock();
         if state.open < self.max {
@@ -87,15 +84,13 @@ impl Slots {
         Ok(Slot { slots, waiter })
     }
 
-    /// Claims one of the `TURN_AWAY_THREADS`, if one is free.
     pub fn claim_turn_away(self: &Arc<Self>) -> Option<TurnAway> {
         let room = |busy: usize| (busy < TURN_AWAY_THREADS).then_some(busy + 1);
         let claimed = self.turning_away.fetch_update(SeqCst, SeqCst, room);
         claimed.ok().map(|_| TurnAway(Arc::clone(self)))
     }
 
-    /// A poisoned lock only means a thread panicked while holding it; the
-    /// counts it guards change in single steps, so they are still sound.
+    /// A poisoned lock means a panic elsewhere; the counts change in one step.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
@@ -121,8 +116,7 @@ impl Slot {
         &self.waiter.socket
     }
 
-    /// Keeps the slot for good, now that the head has arrived: it can no
-    /// longer be reclaimed. `false` if it was reclaimed before that.
+    /// Keeps the slot for good, now the head is in; `false` if reclaimed before.
     pub fn keep(&self) -> bool {
         let mut state = self.slots.lock();
         state.stop_waiting(&self.waiter);
@@ -156,8 +150,7 @@ pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
     }
 }
 
-/// A newcomer to a full server, on a turn-away thread: the answer brings it
-/// back later (see `http::respond`).
+/// A newcomer to a full server, told to come back later (`http::respond`).
 pub fn turn_away(_turn: TurnAway, socket: TcpStream, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
     let request = http::read_request(&socket, started + TURN_AWAY_HEAD_TIMEOUT);

@@ -1,12 +1,9 @@
 //! Lesson 1: the event stream format, and the one encoder every event goes
-//! through, which cannot break the framing whatever text it is given. Pure:
-//! bytes into a `Vec`; what a viewer receives, and when, is `clock.rs`.
-//! Spec: WHATWG HTML, "Server-sent events", 9.2.5 "Parsing an event stream"
-//! and 9.2.6 "Interpreting an event stream"
-//! (<https://html.spec.whatwg.org/multipage/server-sent-events.html>).
+//! through, which cannot break the framing whatever text it is given. Spec:
+//! WHATWG HTML, "Server-sent events" 9.2.5 (parsing) and 9.2.6 (fields),
+//! <https://html.spec.whatwg.org/multipage/server-sent-events.html>.
 //!
-//! A stream is a response whose body never ends: blocks of lines, each
-//! ended by a blank line:
+//! A stream's body never ends: blocks of lines, each ended by a blank line:
 //!
 //! ```text
 //! : hello from sse-clock; lines that start with a colon are comments\n
@@ -28,10 +25,9 @@
 
 use std::io::Write;
 
-/// The fields that make a response an event stream. `text/event-stream` is
-/// the only type an `EventSource` accepts; `no-transform` and `X-Accel-
-/// Buffering: no` keep proxies from compressing or buffering it. No length,
-/// no chunks: the body ends when the connection closes.
+/// `text/event-stream` is the only type an `EventSource` accepts;
+/// `no-transform` and `X-Accel-Buffering: no` keep proxies from compressing
+/// or buffering. No length, no chunks: the body ends when the connection does.
 pub const STREAM_FIELDS: &str = "Content-Type: text/event-stream\r\n\
 Cache-Control: no-cache, no-transform\r\n\
 X-Accel-Buffering: no\r\n";
@@ -57,9 +53,8 @@ pub struct InvalidField(pub &'static str);
 /// \n                      data: b\n
 ///                         \n
 /// ```
-///
-/// Each data line (split at CRLF, LF or CR) gets a `data:` line; the
-/// browser joins them with LF. Nothing is written when a field is refused.
+/// Each data line (split at CRLF, LF or CR) gets a `data:` line; the browser
+/// joins them with LF. Nothing is written when a field is refused.
 pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField> {
     let fields = [("event", event.event), ("id", event.id)];
     for (name, value) in fields {
@@ -86,14 +81,12 @@ pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Appends `retry: 3000\n`: the browser waits about this many ms before it
-/// reconnects after the stream ends (9.2.6; the exact wait is its own).
+/// Appends `retry: 3000\n`: about how many ms the browser waits to reconnect.
 pub fn encode_retry(out: &mut Vec<u8>, retry_ms: u64) {
     let _ = writeln!(out, "retry: {retry_ms}"); // writing to a Vec cannot fail
 }
 
-/// Appends the blank line that ends a block, `\n`; after comments or
-/// `retry` alone it dispatches nothing, but every write stays whole blocks.
+/// Appends the blank line that ends a block (dispatching nothing after comments).
 pub fn end_block(out: &mut Vec<u8>) {
     out.push(b'\n');
 }
