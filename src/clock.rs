@@ -1,6 +1,5 @@
-//! Lesson 2: one viewer's stream: which ticks it gets, named how, sent
-//! when; how a viewer that reconnects picks up where it left off; and the
-//! loop that sleeps, then writes, until the viewer leaves.
+//! Lesson 2: one viewer's stream: its ticks, named how and sent when; how a
+//! viewer that reconnects picks up where it left off; the loop that writes.
 //! Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and
 //! 9.2.6 (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
 
@@ -167,9 +166,8 @@ fn spread_ms(open_streams: usize, interval_ms: u64) -> u64 {
     random_below(window_ms.clamp(1, interval_ms.div_ceil(2)))
 }
 
-/// A stream's schedule, its first tick `k`, and a comment for the opening
-/// block. Fresh: tick 0 is the boundary just before now. Resumed: the phase
-/// of the viewer's id, and what it missed at once.
+/// A stream's schedule, first tick `k` and opening comment. Fresh: tick 0 is
+/// the boundary before now. Resumed: the id's phase, what it missed at once.
 fn plan(start: &Start, interval_ms: u64, now_ms: u64, offset_ms: u64) -> (Schedule, u64, String) {
     let schedule = |first_ms| Schedule {
         first_ms,

@@ -291,9 +291,8 @@ fn write_response(
     }
 }
 
-/// Ends a connection without losing the answer (RFC 9112 section 9.6): a FIN,
-/// then discard what the client sends until it closes; closing with bytes
-/// unread sends a reset that can destroy the answer before it is read.
+/// Ends a connection without losing the answer (RFC 9112 9.6): a FIN, then
+/// read until the client closes, since unread bytes make a reset that can destroy it.
 fn close_gently(socket: &TcpStream) {
     let _ = socket.shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER;

@@ -24,9 +24,8 @@ use std::time::{Duration, Instant};
 use http::Site;
 use slots::Slots;
 
-/// Each connection thread's stack: no recursion, buffers on the heap, so
-/// 64 KiB is plenty, even for a panic's backtrace. Rust's default 2 MiB
-/// would reserve 20 GiB of address space for 10,000 streams, not 625 MiB.
+/// A thread's stack: no recursion, buffers on the heap, so 64 KiB is plenty;
+/// Rust's default 2 MiB would reserve 20 GiB for 10,000 streams, not 625 MiB.
 const STACK_BYTES: usize = 64 * 1024;
 
 /// After a failed `accept`, wait this long, so a lasting failure cannot spin a core.

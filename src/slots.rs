@@ -1,8 +1,7 @@
-//! Lesson 5: protection. At most `--max-connections` connections hold a
-//! slot (a thread) at once. When full, the one that has waited longest for
-//! its head is closed to make room, so a flood that never sends a byte
-//! (slowloris) only pushes itself out, never a running stream. A newcomer
-//! that finds every slot at work is answered briefly on an extra thread.
+//! Lesson 5: protection. At most `--max-connections` connections hold a slot
+//! (a thread). When full, the one waiting longest for its head makes room,
+//! so a flood that never sends a byte (slowloris) only pushes itself out,
+//! never a stream. A newcomer to a full server is answered on an extra thread.
 //! Specs: RFC 9110 sections 15.6.4 (503) and 10.2.3 (`Retry-After`).
 
 use std::collections::VecDeque;
@@ -20,7 +19,6 @@ pub const TURN_AWAY_THREADS: usize = 8;
 /// A turn-away thread is one of a few, so it waits briefly for the head.
 pub const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The slots, shared by the accepting thread and the connection threads.
 pub struct Slots {
     max: usize,
     state: Mutex<State>,

@@ -39,8 +39,7 @@ pub struct Event<'a> {
     pub data: &'a str,
 }
 
-/// An `event` or `id` value (named by the `&str`) holding CR or LF, which
-/// would inject fields, or NUL, which makes browsers ignore an `id`.
+/// A refused `event` or `id`: CR or LF would inject fields, NUL voids an id.
 #[derive(Debug, PartialEq, Eq)]
 pub struct InvalidField(pub &'static str);
 
