@@ -335,6 +335,17 @@ Cache-Control: no-cache\r\n\
     }
 
     #[test]
+    fn two_host_fields_are_refused_in_either_version_with_a_true_reason() {
+        let why = Some(RequestError::Malformed(
+            "more than one Host field, or none in HTTP/1.1",
+        ));
+        for version in ["1.0", "1.1"] {
+            let request = format!("GET / HTTP/{version}\r\nHost: x\r\nHost: y\r\n\r\n");
+            assert_eq!(parse(request.as_bytes()).err(), why, "HTTP/{version}");
+        }
+    }
+
+    #[test]
     fn http_1_0_needs_no_host() {
         assert_eq!(
             parse(b"GET / HTTP/1.0\r\n\r\n").expect("valid").version,
