@@ -109,7 +109,7 @@ fn check_addr(addr: String) -> Result<String, String> {
 }
 
 /// `*`, or an origin as browsers send it in `Origin`: `http` or `https`,
-/// `://`, a host, an optional port, nothing after (RFC 6454 section 6.1).
+/// `://`, a host, an optional port, nothing after (RFC 6454 section 6.2).
 fn check_origin(origin: String) -> Result<String, String> {
     let authority = origin
         .strip_prefix("http://")

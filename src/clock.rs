@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::sse::{Event, encode_comment, encode_event, encode_retry};
+use crate::sse::{Event, encode_comment, encode_event, encode_retry, end_block};
 
 /// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
@@ -206,12 +206,11 @@ struct Scratch {
 /// data: 2026-11-25T15:00:00Z\n
 /// \n
 /// ```
-fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, interval_ms: u64, text: &mut Scratch) {
+fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, with_millis: bool, text: &mut Scratch) {
     text.id.clear();
     let _ = write!(text.id, "{tick_ms}");
     text.data.clear();
-    // Whole-second intervals show whole seconds; anything else shows ms.
-    format_rfc3339(&mut text.data, tick_ms, interval_ms % 1000 != 0);
+    format_rfc3339(&mut text.data, tick_ms, with_millis);
     let tick = Event {
         event: None,
         id: Some(&text.id),
@@ -286,6 +285,9 @@ fn run_clock(
     socket.set_nodelay(true)?;
     let now_ms = clock.now_ms();
     let (schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms, offset_ms);
+    // Ticks on whole seconds show whole seconds; any other interval or
+    // phase (a resumed id's) shows milliseconds.
+    let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
     let (id, data) = (String::with_capacity(24), String::with_capacity(32));
     let text = &mut Scratch { id, data };
     // The first write: head, opening block, tick 0 or the missed ticks.
@@ -301,7 +303,7 @@ fn run_clock(
     loop {
         let mut ticks = 0;
         while schedule.tick_ms(k) <= send_until_ms {
-            encode_tick(&mut block, schedule.tick_ms(k), stream.interval_ms, text);
+            encode_tick(&mut block, schedule.tick_ms(k), with_millis, text);
             (k, ticks) = (k + 1, ticks + 1);
         }
         let open = clients.load(Ordering::SeqCst);
@@ -316,11 +318,15 @@ fn run_clock(
         block.shrink_to(BLOCK_BYTES);
         let mut last_write = Instant::now();
         let due = clock.instant_at(schedule.due_ms(k));
-        // Until the next tick, a comment every keep-alive period for proxies.
+        // Until the next tick, a comment block every keep-alive period, as
+        // WHATWG HTML 9.2.7 advises against proxies that drop quiet connections.
         while due.saturating_duration_since(last_write) > stream.keep_alive {
             last_write += stream.keep_alive;
             thread::sleep(last_write.saturating_duration_since(Instant::now()));
-            socket.write_all(b": keep-alive\n\n")?;
+            encode_comment(&mut block, "keep-alive");
+            end_block(&mut block);
+            socket.write_all(&block)?;
+            block.clear();
         }
         thread::sleep(due.saturating_duration_since(Instant::now()));
         send_until_ms = schedule.tick_ms(k);
@@ -338,7 +344,7 @@ mod tests {
             id: String::new(),
             data: String::new(),
         };
-        encode_tick(&mut out, 1_795_618_800_000, 1000, &mut text);
+        encode_tick(&mut out, 1_795_618_800_000, false, &mut text);
         assert_eq!(out, b"id: 1795618800000\ndata: 2026-11-25T15:00:00Z\n\n");
         assert_eq!(out.len(), 46);
     }

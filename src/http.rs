@@ -248,7 +248,10 @@ pub fn serve(
     let sent = write_response(socket, &response, head_only, site);
     close_gently(socket);
     let (request_line, why) = match &request {
-        Ok(head) => (head.request_line.as_str(), full.then_some("full")),
+        Ok(head) => (
+            head.request_line.as_str(),
+            (full && route(head).is_ok()).then_some("full"),
+        ),
         Err(RequestError::Malformed(why)) => ("-", Some(*why)),
         Err(_) => ("-", None),
     };

@@ -219,7 +219,7 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     if !is_token(name) {
         return Err(RequestError::Malformed("field name is not a token"));
     }
-    // Section 5.5: no control byte (a bare CR or NUL starts header injection);
+    // RFC 9110 section 5.5: no control byte (a bare CR or NUL starts header injection);
     // with none, `trim_ascii` strips only the optional spaces and tabs (OWS).
     if value
         .iter()
@@ -230,9 +230,16 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     Ok((name, value.trim_ascii()))
 }
 
-/// Section 3.2: 400 for more than one `Host` field, or none in HTTP/1.1.
+/// Section 3.2: 400 for more than one `Host` field, none in HTTP/1.1, or an
+/// invalid value: `uri-host [ ":" port ]` (RFC 3986 3.2.2), which may be empty.
 fn check_host(head: &Head) -> Result<(), RequestError> {
-    match (head.version, head.field_values("host").count()) {
+    let host_byte =
+        |byte: u8| byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&byte);
+    let hosts: Vec<&str> = head.field_values("host").collect();
+    if hosts.iter().any(|host| !host.bytes().all(host_byte)) {
+        return Err(RequestError::Malformed("Host is not host[:port]"));
+    }
+    match (head.version, hosts.len()) {
         (Version::Http10, 0..=1) | (Version::Http11, 1) => Ok(()),
         _ => Err(RequestError::Malformed(
             "more than one Host field, or none in HTTP/1.1",
@@ -371,6 +378,9 @@ Cache-Control: no-cache\r\n\
             b"GET / HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\n: empty name\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: x@y\r\n\r\n",
         ];
         for case in cases {
             let error = parse(case).expect_err(&String::from_utf8_lossy(case));

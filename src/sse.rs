@@ -210,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn comments_and_retry_are_single_lines() {
+    fn a_comment_line_per_line_of_text_and_retry_in_ms() {
         let mut out = Vec::new();
         encode_comment(&mut out, "one\ntwo");
         encode_retry(&mut out, 3000);

@@ -95,6 +95,7 @@ fn malformed_requests_get_400_and_a_close() {
         b"GET / HTTP/1.1\r\nHost : test\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: test\r\n folded\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: te\0st\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",

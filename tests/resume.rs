@@ -150,3 +150,20 @@ fn a_resumed_stream_works_after_a_restart_because_the_id_is_the_time() {
         );
     }
 }
+
+#[test]
+fn a_resumed_phase_off_the_second_shows_milliseconds_and_is_kept_live() {
+    let server = Server::start(&[]);
+    let now = unix_ms_now();
+    let last = now - now % 1000 - 1500; // half a second off the grid
+    let mut stream = resume(&server, &last.to_string());
+    stream.next_block();
+    let (id, data) = stream.next_tick();
+    assert_eq!(id, last + 1000, "the phase of the id it resumed from");
+    assert!(
+        data.ends_with(".500Z"),
+        "{data}: the time it names, to the ms"
+    );
+    let (live, _) = stream.next_tick();
+    assert_eq!(live % 1000, 500, "and live on the same phase");
+}
