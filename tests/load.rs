@@ -3,7 +3,7 @@
 //! ```text
 //! cargo test --release --test load streams -- --ignored --nocapture
 //! STREAMS=10000 cargo test --release --test load streams -- --ignored --nocapture
-//! PEER_SERVER='/tmp/sse-bench/seed-go 127.0.0.1:{port}' \
+//! PEER_SERVER='/path/to/other-server 127.0.0.1:{port}' \
 //!   cargo test --release --test load streams -- --ignored --nocapture
 //! cargo test --release --test load idle -- --ignored --nocapture
 //! ```
