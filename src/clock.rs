@@ -158,12 +158,20 @@ impl Schedule {
     }
 }
 
-/// How far after each boundary one stream's ticks fall, at random, so that
-/// threads do not all wake at once (see README, Performance).
-fn spread_ms(open_streams: usize, interval_ms: u64) -> u64 {
+/// A stream's place in the window, drawn once: `place` of `PLACES`.
+const PLACES: u64 = 1_000_000;
+
+/// How far after each boundary one stream's ticks fall, so that threads do
+/// not all wake at once (see README, Performance): the stream's place, drawn
+/// once, in a window that follows the number of open streams (at most half
+/// an interval). The window is measured now, not when the stream began, so
+/// the streams that came first do not crowd its start.
+fn spread_ms(place: u64, open_streams: usize, interval_ms: u64) -> u64 {
     let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
-    let window_ms = streams.saturating_mul(SPREAD_US_PER_STREAM) / 1000;
-    random_below(window_ms.clamp(1, interval_ms.div_ceil(2)))
+    let window_us = streams
+        .saturating_mul(SPREAD_US_PER_STREAM)
+        .min(interval_ms.saturating_mul(500));
+    window_us.saturating_mul(place) / PLACES / 1000
 }
 
 /// A stream's schedule, first tick `k` and opening comment. Fresh: tick 0 is
@@ -258,12 +266,12 @@ pub fn stream_clock(
     clients: &AtomicUsize,
     clock: &Clock,
 ) -> String {
-    let open = clients.fetch_add(1, Ordering::SeqCst) + 1;
+    clients.fetch_add(1, Ordering::SeqCst);
     let _counted = Counted(clients);
-    let offset_ms = spread_ms(open, stream.interval_ms);
+    let place = random_below(PLACES);
     let mut events = 0;
     // The loop runs until a write fails, so its only result is an error.
-    let Err(cause) = run_clock(socket, head, stream, clients, clock, offset_ms, &mut events);
+    let Err(cause) = run_clock(socket, head, stream, clients, clock, place, &mut events);
     let reason = match cause.kind() {
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
@@ -278,13 +286,13 @@ fn run_clock(
     stream: &StreamPlan,
     clients: &AtomicUsize,
     clock: &Clock,
-    offset_ms: u64,
+    place: u64,
     events: &mut u64,
 ) -> io::Result<std::convert::Infallible> {
     // Each block is one whole write: Nagle has nothing to gain by holding it.
     socket.set_nodelay(true)?;
     let now_ms = clock.now_ms();
-    let (schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms, offset_ms);
+    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms, 0);
     // Ticks on whole seconds show whole seconds; any other interval or
     // phase (a resumed id's) shows milliseconds.
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
@@ -307,6 +315,7 @@ fn run_clock(
             (k, ticks) = (k + 1, ticks + 1);
         }
         let open = clients.load(Ordering::SeqCst);
+        schedule.offset_ms = spread_ms(place, open, stream.interval_ms);
         if open != clients_sent {
             clients_sent = open;
             encode_clients(&mut block, open, text);
@@ -399,7 +408,11 @@ mod tests {
 
     #[test]
     fn the_spread_widens_with_the_streams_and_stays_within_half_an_interval() {
-        let most = |streams, interval| (0..300).map(|_| spread_ms(streams, interval)).max();
+        let most = |streams, interval| {
+            (0..300)
+                .map(|_| spread_ms(random_below(PLACES), streams, interval))
+                .max()
+        };
         assert_eq!(most(1, 1000), Some(0), "one viewer: on the boundary");
         assert!(most(1000, 1000) <= Some(24));
         assert!(most(10_000, 1000) >= Some(200), "spread out");
