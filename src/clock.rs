@@ -31,35 +31,36 @@ pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 /// Each open stream widens `spread_ms`'s window by this: 10,000 share 250 ms.
 const SPREAD_US_PER_STREAM: u64 = 25;
 
+/// A stream's place in that window, drawn once: `place` of `PLACES`.
+const PLACES: u64 = 1_000_000;
+
 /// A steady write: a tick (46 B) and `clients` (24 B); a bigger first shrinks back.
 const BLOCK_BYTES: usize = 128;
 
-/// Unix ms read once, at start, and that `Instant`: later times count from
-/// there, so due times share one grid (a system clock step is not followed).
+/// The time since the Unix epoch read once, at start, and that `Instant`: all
+/// due times share one grid of whole ms (a later clock step is not followed).
 pub struct Clock {
     origin: Instant,
-    origin_ms: u64,
+    since_epoch: Duration,
 }
 
 impl Clock {
     pub fn start() -> Clock {
-        let since_epoch = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
         Clock {
             origin: Instant::now(),
-            origin_ms: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
+            since_epoch: since_epoch.unwrap_or_default(),
         }
     }
 
     pub fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.origin_ms.saturating_add(elapsed)
+        let now = self.since_epoch.saturating_add(self.origin.elapsed());
+        u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The `Instant` at Unix time `unix_ms` (the origin, for a time before it).
+    /// The `Instant` at Unix time `unix_ms` (the origin, for a time before).
     fn instant_at(&self, unix_ms: u64) -> Instant {
-        let after_origin = Duration::from_millis(unix_ms.saturating_sub(self.origin_ms));
+        let after_origin = Duration::from_millis(unix_ms).saturating_sub(self.since_epoch);
         self.origin.checked_add(after_origin).unwrap_or(self.origin)
     }
 }
@@ -158,14 +159,9 @@ impl Schedule {
     }
 }
 
-/// A stream's place in the window, drawn once: `place` of `PLACES`.
-const PLACES: u64 = 1_000_000;
-
-/// How far after each boundary one stream's ticks fall, so that threads do
-/// not all wake at once (see README, Performance): the stream's place, drawn
-/// once, in a window that follows the number of open streams (at most half
-/// an interval). The window is measured now, not when the stream began, so
-/// the streams that came first do not crowd its start.
+/// How far after each boundary a stream's ticks fall, so that threads do not
+/// all wake at once (README, Performance): its place in a window as wide as the
+/// streams open now (at most half an interval), so early streams do not crowd.
 fn spread_ms(place: u64, open_streams: usize, interval_ms: u64) -> u64 {
     let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
     let window_us = streams
@@ -176,11 +172,11 @@ fn spread_ms(place: u64, open_streams: usize, interval_ms: u64) -> u64 {
 
 /// A stream's schedule, first tick `k` and opening comment. Fresh: tick 0 is
 /// the boundary before now. Resumed: the id's phase, what it missed at once.
-fn plan(start: &Start, interval_ms: u64, now_ms: u64, offset_ms: u64) -> (Schedule, u64, String) {
+fn plan(start: &Start, interval_ms: u64, now_ms: u64) -> (Schedule, u64, String) {
     let schedule = |first_ms| Schedule {
         first_ms,
         interval_ms,
-        offset_ms,
+        offset_ms: 0,
     };
     let fresh = schedule(now_ms - now_ms % interval_ms);
     match *start {
@@ -292,7 +288,7 @@ fn run_clock(
     // Each block is one whole write: Nagle has nothing to gain by holding it.
     socket.set_nodelay(true)?;
     let now_ms = clock.now_ms();
-    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms, 0);
+    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms);
     // Ticks on whole seconds show whole seconds; any other interval or
     // phase (a resumed id's) shows milliseconds.
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
@@ -376,18 +372,20 @@ mod tests {
 
     #[test]
     fn a_fresh_stream_starts_with_the_boundary_before_now_and_keeps_its_offset() {
-        let (schedule, k, note) = plan(&Start::Fresh, 1000, 1_795_618_800_400, 7);
+        let (mut schedule, k, note) = plan(&Start::Fresh, 1000, 1_795_618_800_400);
+        schedule.offset_ms = 7;
         assert_eq!((k, note.as_str()), (0, ""));
         assert_eq!(schedule.tick_ms(0), 1_795_618_800_000, "sent at once");
         assert_eq!(schedule.tick_ms(3), 1_795_618_803_000);
         assert_eq!(schedule.due_ms(3), 1_795_618_803_007);
-        let (odd, _, _) = plan(&Start::Fresh, 250, 1_000_380, 0);
+        let (odd, _, _) = plan(&Start::Fresh, 250, 1_000_380);
         assert_eq!(odd.tick_ms(0), 1_000_250, "a multiple of the interval");
     }
 
     #[test]
     fn a_resumed_stream_keeps_the_phase_of_its_id_and_sends_what_it_missed() {
-        let (schedule, k, note) = plan(&Start::Resume(1_000_500), 1000, 1_005_700, 3);
+        let (mut schedule, k, note) = plan(&Start::Resume(1_000_500), 1000, 1_005_700);
+        schedule.offset_ms = 3;
         assert_eq!(k, 1, "the tick the viewer saw is not sent again");
         assert_eq!(note, "resuming after 1000500: 5 missed ticks follow");
         assert_eq!(schedule.tick_ms(1), 1_001_500);
@@ -397,7 +395,7 @@ mod tests {
 
     #[test]
     fn at_most_300_missed_ticks_are_replayed() {
-        let (schedule, k, note) = plan(&Start::Resume(0), 10, 10_005, 0);
+        let (schedule, k, note) = plan(&Start::Resume(0), 10, 10_005);
         assert_eq!(k, 701, "1000 missed, 700 skipped");
         assert_eq!(schedule.tick_ms(k), 7010);
         assert_eq!(
