@@ -257,7 +257,7 @@ impl Drop for Counted<'_> {
 /// intervals). Returns what the viewer got, for the log: `12 events (viewer left)`.
 pub fn stream_clock(
     socket: &TcpStream,
-    head: &[u8],
+    head: Vec<u8>,
     stream: &StreamPlan,
     clients: &AtomicUsize,
     clock: &Clock,
@@ -278,7 +278,7 @@ pub fn stream_clock(
 
 fn run_clock(
     mut socket: &TcpStream,
-    head: &[u8],
+    head: Vec<u8>,
     stream: &StreamPlan,
     clients: &AtomicUsize,
     clock: &Clock,
@@ -295,7 +295,7 @@ fn run_clock(
     let (id, data) = (String::with_capacity(24), String::with_capacity(32));
     let text = &mut Scratch { id, data };
     // The first write: head, opening block, tick 0 or the missed ticks.
-    let mut block = head.to_vec();
+    let mut block = head;
     encode_comment(&mut block, GREETING);
     if !note.is_empty() {
         encode_comment(&mut block, &note);

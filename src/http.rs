@@ -232,7 +232,7 @@ pub fn read_request(socket: &TcpStream, deadline: Instant) -> Result<Head, Reque
     read_head(&mut BufReader::with_capacity(READ_BUFFER_BYTES, reader))
 }
 
-/// Answers one request on its connection, closes it, and logs one line.
+/// Answers one request, closes, and logs a line (taken first: a stream keeps no request).
 pub fn serve(
     socket: &TcpStream,
     peer: SocketAddr,
@@ -245,18 +245,16 @@ pub fn serve(
         return close_gently(socket); // the peer left before a whole head
     };
     let head_only = matches!(&request, Ok(head) if head.method == "HEAD");
-    let sent = write_response(socket, &response, head_only, site);
-    close_gently(socket);
-    let (request_line, why) = match &request {
-        Ok(head) => (
-            head.request_line.as_str(),
-            (full && route(head).is_ok()).then_some("full"),
-        ),
-        Err(RequestError::Malformed(why)) => ("-", Some(*why)),
-        Err(_) => ("-", None),
+    let (request_line, why) = match request {
+        Ok(head) => (head.request_line, full.then_some("full")),
+        Err(RequestError::Malformed(why)) => ("-".into(), Some(why)),
+        Err(_) => ("-".into(), None),
     };
     let code = response.status.split(' ').next().unwrap_or_default();
+    let why = why.filter(|_| !["404", "405"].contains(&code));
     let why = why.map(|why| format!(" ({why})")).unwrap_or_default();
+    let sent = write_response(socket, response, head_only, site);
+    close_gently(socket);
     // Not a float: float formatting alone adds 16 KB to the binary.
     let took = started.elapsed();
     let (seconds, ms) = (took.as_secs(), took.subsec_millis());
@@ -269,7 +267,7 @@ pub fn serve(
 /// ACK); returns what went out, for the log. HEAD gets no body (RFC 9110 9.3.2).
 fn write_response(
     mut socket: &TcpStream,
-    response: &Response,
+    response: Response,
     head_only: bool,
     site: &Site,
 ) -> String {
@@ -278,16 +276,18 @@ fn write_response(
     }
     let mut date = String::new();
     clock::format_http_date(&mut date, site.clock.now_ms());
-    let mut bytes = encode_head(response, &date);
-    let body: &[u8] = match &response.body {
-        _ if head_only => &[],
+    let mut bytes = encode_head(&response, &date);
+    let Response { fields, body, .. } = response;
+    drop((date, fields)); // in `bytes` now: a stream keeps only what it sends
+    let body = match body {
+        _ if head_only => Cow::Borrowed(&[][..]),
         Body::Sized(body) => body,
-        Body::Events(block) => block,
+        Body::Events(block) => Cow::Owned(block),
         Body::Clock(plan) => {
-            return clock::stream_clock(socket, &bytes, plan, &site.clients, &site.clock);
+            return clock::stream_clock(socket, bytes, &plan, &site.clients, &site.clock);
         }
     };
-    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(&body);
     match socket.write_all(&bytes) {
         Ok(()) => format!("{} bytes", body.len()),
         Err(error) => format!("0 bytes ({error})"),
@@ -475,7 +475,7 @@ mod tests {
             body: Body::Sized(Cow::Owned(vec![b'x'; 64 << 20])),
         };
         let started = Instant::now();
-        let sent = write_response(&socket, &big, false, &site);
+        let sent = write_response(&socket, big, false, &site);
         assert!(sent.starts_with("0 bytes ("), "{sent}");
         assert!(
             started.elapsed() < Duration::from_secs(5),
