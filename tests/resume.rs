@@ -167,3 +167,21 @@ fn a_resumed_phase_off_the_second_shows_milliseconds_and_is_kept_live() {
     let (live, _) = stream.next_tick();
     assert_eq!(live % 1000, 500, "and live on the same phase");
 }
+
+#[test]
+fn a_resumed_stream_with_nothing_missed_gets_its_head_and_opening_at_once() {
+    // At a minute's interval, the next tick is up to a minute away: the
+    // head and the opening block must not wait for it.
+    let server = Server::start(&["--interval", "60000"]);
+    let now = unix_ms_now();
+    let last = now - now % 60000; // the tick of this minute: none missed
+    let started = std::time::Instant::now();
+    let mut stream = resume(&server, &last.to_string());
+    let opening = stream.next_block();
+    assert!(opening.get("retry").is_some(), "{opening:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the opening came after {:?}",
+        started.elapsed()
+    );
+}
