@@ -246,12 +246,13 @@ pub fn serve(
     };
     let head_only = matches!(&request, Ok(head) if head.method == "HEAD");
     let (request_line, why) = match request {
-        Ok(head) => (head.request_line, full.then_some("full")),
+        // Only what a full server answers differently is logged as `full`.
+        Ok(head) if full && route(&head).is_ok() => (head.request_line, Some("full")),
+        Ok(head) => (head.request_line, None),
         Err(RequestError::Malformed(why)) => ("-".into(), Some(why)),
         Err(_) => ("-".into(), None),
     };
     let code = response.status.split(' ').next().unwrap_or_default();
-    let why = why.filter(|_| !["404", "405"].contains(&code));
     let why = why.map(|why| format!(" ({why})")).unwrap_or_default();
     let sent = write_response(socket, response, head_only, site);
     close_gently(socket);

@@ -1,5 +1,5 @@
 //! sse-clock: a Server-Sent Events clock on a small, blocking, std-only
-//! HTTP/1.1 server, written to be read in this order (imports run down it):
+//! HTTP/1.1 server, to be read in this order (each file uses only those before):
 //! `sse.rs`, the event stream format; `clock.rs`, one viewer's stream;
 //! `static/index.html`, `EventSource` in a page; `request.rs` and `http.rs`,
 //! one request and its answer; `slots.rs`, the connection cap; `cli.rs` and

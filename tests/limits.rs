@@ -71,6 +71,20 @@ fn a_full_server_tells_a_stream_to_retry_and_a_page_request_503() {
     assert!(answer.contains("\r\nRetry-After: 5\r\n"), "{answer}");
     server.wait_for_log("turning newcomers away");
 
+    // A 404 is the same answer, full or not, and is not logged as `full`.
+    assert!(
+        server
+            .get("/nope")
+            .starts_with("HTTP/1.1 404 Not Found\r\n")
+    );
+    let not_found = server.wait_for_log("\"GET /nope HTTP/1.1\" 404");
+    assert!(!not_found.contains("(full)"), "{not_found}");
+    assert!(
+        server
+            .wait_for_log("\"GET / HTTP/1.1\" 503")
+            .contains("(full)")
+    );
+
     // HEAD gets the same heads, and never a body, full or not.
     for path in ["/events", "/"] {
         let request = format!("HEAD {path} HTTP/1.1\r\nHost: test\r\n\r\n");
