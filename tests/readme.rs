@@ -4,12 +4,15 @@
 //! what must vary is matched by its shape instead: the `Date`, ids and
 //! times, the `retry:` value, the `clients` count, the numbers in a
 //! resume comment. Change a byte the server sends without changing the
-//! README, or the other way round, and this fails.
+//! README, or the other way round, and this fails; so does a listing that
+//! no check here reads (each check records the listings it compares).
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
@@ -94,10 +97,23 @@ fn numbers_out(text: &str) -> String {
     out
 }
 
-fn assert_listing(name: &str, sent: &[u8]) {
+/// The listings a check has read, sent or compared with the server's bytes.
+type Checked = Mutex<BTreeSet<String>>;
+
+/// The listing `name`, recorded as checked.
+fn checked_listing(checked: &Checked, name: &str) -> Vec<u8> {
+    let mut names = checked
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    names.insert(name.to_owned());
+    listing(name)
+}
+
+fn assert_listing(checked: &Checked, name: &str, sent: &[u8]) {
+    let listing = checked_listing(checked, name);
     assert_eq!(
         normalized(sent),
-        normalized(&listing(name)),
+        normalized(&listing),
         "the server's bytes (left) and the README's listing `{name}` (right)"
     );
 }
@@ -136,20 +152,53 @@ impl RawStream {
     }
 }
 
-#[test]
-fn the_request_head_opening_block_and_a_tick_are_the_readme_s() {
-    let server = Server::start(&[]);
-    let (mut stream, head) = RawStream::open(&server, &listing("request"));
-    assert_listing("stream-head", &head);
-    assert_listing("opening", &stream.block());
-    assert_listing("tick", &stream.block());
-    assert_listing("tick", &stream.block()); // and the live one after it
+/// Every `<!-- wire: NAME -->` in the README, in order.
+fn listing_names() -> BTreeSet<String> {
+    let marker = "<!-- wire: ";
+    README
+        .split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(" -->"))
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
+/// Runs every check at once, then asks that none of the README's listings
+/// went unread: a new listing needs a check that compares it.
 #[test]
-fn a_clients_event_is_the_readme_s() {
+fn every_listing_in_the_readme_is_the_server_s() {
+    let checks: [fn(&Checked); 4] = [
+        the_request_head_opening_block_and_a_tick_are_the_readme_s,
+        a_clients_event_is_the_readme_s,
+        a_resumed_opening_is_the_readme_s,
+        the_full_server_answers_and_an_error_answer_are_the_readme_s,
+    ];
+    let checked = &Checked::default();
+    thread::scope(|scope| {
+        for check in checks {
+            scope.spawn(move || check(checked));
+        }
+    });
+    let checked = checked.lock().expect("the checks ended").clone();
+    assert_eq!(
+        checked,
+        listing_names(),
+        "checked (left), in the README (right)"
+    );
+}
+
+fn the_request_head_opening_block_and_a_tick_are_the_readme_s(checked: &Checked) {
+    let server = Server::start(&[]);
+    let (mut stream, head) = RawStream::open(&server, &checked_listing(checked, "request"));
+    assert_listing(checked, "stream-head", &head);
+    assert_listing(checked, "opening", &stream.block());
+    assert_listing(checked, "tick", &stream.block());
+    assert_listing(checked, "tick", &stream.block()); // and the live one after it
+}
+
+fn a_clients_event_is_the_readme_s(checked: &Checked) {
     let server = Server::start(&["--interval", "200"]);
-    let (mut stream, _) = RawStream::open(&server, &listing("request"));
+    let (mut stream, _) = RawStream::open(&server, &checked_listing(checked, "request"));
     stream.block();
     stream.block();
     let _second = EventStream::open(&server, "/events");
@@ -157,11 +206,10 @@ fn a_clients_event_is_the_readme_s() {
         .map(|_| stream.block())
         .find(|block| block.starts_with(b"event: clients\n"))
         .expect("a clients event within five blocks");
-    assert_listing("clients", &clients);
+    assert_listing(checked, "clients", &clients);
 }
 
-#[test]
-fn a_resumed_opening_is_the_readme_s() {
+fn a_resumed_opening_is_the_readme_s(checked: &Checked) {
     let server = Server::start(&[]);
     // Three ticks missed, not four: keep clear of a second's end.
     if unix_ms_now() % 1000 > 700 {
@@ -176,24 +224,24 @@ fn a_resumed_opening_is_the_readme_s() {
     for _ in 0..3 {
         opening.extend(stream.block());
     }
-    assert_listing("resumed", &opening);
+    assert_listing(checked, "resumed", &opening);
 }
 
-#[test]
-fn the_full_server_answers_and_an_error_answer_are_the_readme_s() {
+fn the_full_server_answers_and_an_error_answer_are_the_readme_s(checked: &Checked) {
     let server = Server::start(&["--max-connections", "1"]);
     let not_found = server.exchange(b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n");
-    assert_listing("not-found", not_found.as_bytes());
+    assert_listing(checked, "not-found", not_found.as_bytes());
     server.wait_until_idle();
     let mut holder = EventStream::open(&server, "/events");
     holder.next_tick();
     let mut full = server.connect();
-    full.write_all(&listing("request")).expect("send");
+    full.write_all(&checked_listing(checked, "request"))
+        .expect("send");
     let mut answer = Vec::new();
     full.read_to_end(&mut answer).expect("read to the close");
-    assert_listing("full-stream", &answer);
+    assert_listing(checked, "full-stream", &answer);
     let busy = server.exchange(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n");
-    assert_listing("full-page", busy.as_bytes());
+    assert_listing(checked, "full-page", busy.as_bytes());
 }
 
 #[test]
