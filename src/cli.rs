@@ -138,10 +138,8 @@ fn canonical_origin(scheme: &str, default: u16, authority: &str) -> Result<Strin
     let digits = port.is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()));
     let port = port.map_or(Ok(default), str::parse).ok().filter(|_| digits);
     let port = port.ok_or("the port is a number from 0 to 65535")?;
-    match port == default {
-        true => Ok(format!("{scheme}://{host}")),
-        false => Ok(format!("{scheme}://{host}:{port}")),
-    }
+    let port = (port != default).then(|| format!(":{port}"));
+    Ok(format!("{scheme}://{host}{}", port.unwrap_or_default()))
 }
 
 fn env_ms(name: &str, default: Duration) -> Result<Duration, String> {

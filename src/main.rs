@@ -14,6 +14,7 @@ mod sse;
 
 use std::env;
 use std::io::{self, Write};
+use std::iter;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
@@ -85,34 +86,28 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
     Ok((listener, bound))
 }
 
-/// Makes room for `max` connections in the table of open files, and returns
-/// the cap that fits the soft limit on open files. Each connection is one
-/// descriptor, its socket; besides, the server holds stdin, stdout, stderr
-/// and the listener (open already), a socket per turn-away thread, and
-/// `CLOSING_FILES`. Duplicating the listener grows the table once, now, while
-/// this is the only thread: grown later, with threads sharing it, each
-/// doubling stalls `accept` for an RCU grace period (10 to 20 ms). The copy
-/// that fails with EMFILE finds the limit: a descriptor is the lowest free
-/// number, so the last copy's is the limit minus one.
+/// Makes room for `max` connections in the table of open files, or returns
+/// the cap that fits the soft limit. A descriptor is held for each
+/// connection's socket, besides stdin, stdout, stderr and the listener (open
+/// already), a turn-away thread's socket each, and `CLOSING_FILES`. Copies of
+/// the listener grow the table once, now, while this is the only thread (later,
+/// each doubling would stall `accept` for an RCU grace period, 10 to 20 ms);
+/// the first that fails (EMFILE) finds the limit: the last one's number + 1.
 fn reserve_files(listener: &TcpListener, max: usize) -> usize {
     let others = slots::TURN_AWAY_THREADS + CLOSING_FILES;
-    let mut copies = Vec::new();
-    let error = loop {
-        if copies.len() == max + others {
-            return max; // dropping `copies` closes them; the table stays grown
-        }
-        match listener.try_clone() {
-            Ok(copy) => copies.push(copy),
-            Err(error) => break error,
-        }
-    };
+    let copies = iter::repeat_with(|| listener.try_clone()).take(max + others);
+    let copies: Vec<TcpListener> = copies.map_while(Result::ok).collect();
+    let short = max + others - copies.len();
+    if short == 0 {
+        return max; // dropping `copies` closes them; the table stays grown
+    }
     let fits = copies.len().saturating_sub(others).max(1);
     let open = copies.last().unwrap_or(listener).as_raw_fd() + 1;
-    let needed = usize::try_from(open).unwrap_or(0) + max + others - copies.len();
+    let needed = usize::try_from(open).unwrap_or(0) + short;
     let _ = writeln!(
         io::stderr(),
         "sse-clock: --max-connections lowered from {max} to {fits}: with {open} files open, \
-         another failed ({error}); for {max}, allow {needed}: `ulimit -n {needed}`, \
+         no more may be; for {max}, allow {needed}: `ulimit -n {needed}`, \
          or `LimitNOFILE={needed}` under systemd"
     );
     fits
@@ -123,28 +118,23 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
     let mut full_logged: Option<Instant> = None;
     let (mut accepting, mut starting) = (Burst("accept", 0), Burst("starting a thread", 0));
     loop {
-        let (socket, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            // Usually passing (out of descriptors, an early reset): log, pause, go on.
-            Err(error) => {
-                // EMFILE or ENFILE: a connection still silent gives its descriptor up.
-                if let Some(23 | 24) = error.raw_os_error() {
-                    slots.reclaim_oldest();
-                }
-                accepting.fail(site, &error, "retrying every 100 ms");
-                thread::sleep(ACCEPT_BACKOFF);
-                continue;
-            }
+        let accepted = listener.accept();
+        // Out of descriptors (EMFILE, ENFILE): a connection still silent gives its up.
+        if let Err(Some(23 | 24)) = accepted.as_ref().map_err(io::Error::raw_os_error) {
+            slots.reclaim_oldest();
+        }
+        accepting.log(site, accepted.as_ref().err());
+        // Usually passing (out of descriptors, an early reset): pause, go on.
+        let Ok((socket, peer)) = accepted else {
+            thread::sleep(ACCEPT_BACKOFF);
+            continue;
         };
-        accepting.end(site);
         let shared = Arc::clone(site);
         let work: Box<dyn FnOnce() + Send> = match slots.admit(socket) {
             Ok(slot) => Box::new(move || slots::serve(slot, peer, &shared)),
             Err(socket) => {
                 if full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
-                    site.log(
-                        "full: every slot is at work (--max-connections); turning newcomers away",
-                    );
+                    site.log("full (--max-connections): every slot taken; turning newcomers away");
                     full_logged = Some(Instant::now());
                 }
                 // No turn-away thread free: dropping the socket closes it.
@@ -155,29 +145,26 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
             }
         };
         // Without a thread, dropping `work` closes the connection and frees its slot.
-        match thread::Builder::new().stack_size(STACK_BYTES).spawn(work) {
-            Ok(_) => starting.end(site),
-            Err(error) => starting.fail(site, &error, "closing newcomers until one starts"),
-        }
+        let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
+        starting.log(site, spawned.err().as_ref());
     }
 }
 
-/// How many times in a row `.0` has failed: a burst of failures (out of
-/// descriptors, of threads) is logged when it starts and when it ends.
+/// A run of failures in a row (out of descriptors, of threads): `.1` of `.0`.
 struct Burst(&'static str, u64);
 
 impl Burst {
-    fn fail(&mut self, site: &Site, error: &io::Error, then: &str) {
-        if self.1 == 0 {
-            site.log(&format!("{} failed: {error}; {then}", self.0));
+    /// Logs the first failure of a run and the success that ends it, never
+    /// a line per connection.
+    fn log(&mut self, site: &Site, failed: Option<&io::Error>) {
+        let Burst(what, failures) = self;
+        match failed {
+            Some(error) if *failures == 0 => site.log(&format!("{what} failed: {error}; retrying")),
+            None if *failures > 0 => {
+                site.log(&format!("{what} works again after {failures} failures"))
+            }
+            _ => {}
         }
-        self.1 += 1;
-    }
-
-    fn end(&mut self, site: &Site) {
-        if self.1 > 0 {
-            site.log(&format!("{} works again after {} failures", self.0, self.1));
-            self.1 = 0;
-        }
+        *failures = failed.map_or(0, |_| *failures + 1);
     }
 }

@@ -184,12 +184,10 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
     }
     let text = |bytes| String::from_utf8_lossy(bytes).into_owned(); // ASCII: lossless
     // Cut anywhere: in ASCII every byte is a whole character.
-    let request_line = match line.get(..MAX_LOGGED_LINE_BYTES) {
-        Some(kept) if kept.len() < line.len() => [text(kept).as_str(), "…(cut)"].concat(),
-        _ => text(line),
-    };
+    let kept = line.get(..MAX_LOGGED_LINE_BYTES).unwrap_or(line);
+    let cut = (kept.len() < line.len()).then_some("…(cut)");
     Ok(Head {
-        request_line,
+        request_line: [&*text(kept), cut.unwrap_or_default()].concat(),
         method: text(method),
         target: text(target),
         version: parse_version(version)?,
@@ -232,10 +230,7 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     }
     // RFC 9110 section 5.5: no control byte (a bare CR or NUL starts header injection);
     // with none, `trim_ascii` strips only the optional spaces and tabs (OWS).
-    if value
-        .iter()
-        .any(|&byte| byte.is_ascii_control() && byte != b'\t')
-    {
+    if value.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
         return Err(RequestError::Malformed("control byte in a field value"));
     }
     Ok((name, value.trim_ascii()))

@@ -40,7 +40,7 @@ fn a_low_open_files_limit_lowers_the_cap_and_a_silent_flood_cannot_shut_the_page
     let server = Server::start_with_fd_limit(&["--max-connections", "1024"], 64);
     let lowered = server.wait_for_log("sse-clock: --max-connections lowered from 1024 to ");
     assert!(
-        lowered.contains("with 64 files open, another failed (")
+        lowered.contains("with 64 files open, no more may be; for 1024, allow ")
             && lowered.contains("`ulimit -n ")
             && lowered.contains("`LimitNOFILE="),
         "{lowered}"
