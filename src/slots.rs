@@ -1,7 +1,8 @@
 //! Lesson 5: protection. At most `--max-connections` connections hold a slot
-//! (a thread). When full, the one waiting longest for its head makes room,
-//! so a flood that never sends a byte (slowloris) only pushes itself out,
-//! never a stream. A newcomer to a full server is answered on an extra thread.
+//! (a thread). When full or out of descriptors, the one waiting longest for
+//! its head makes room, so a flood that never sends a byte (slowloris) only
+//! pushes itself out, never a stream. A newcomer to a full server is answered
+//! on an extra thread.
 //! Specs: RFC 9110 sections 15.6.4 (503) and 10.2.3 (`Retry-After`).
 
 use std::collections::VecDeque;
