@@ -87,12 +87,12 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
 }
 
 /// Makes room for `max` connections in the table of open files, or returns
-/// the cap that fits the soft limit. A descriptor is held for each
-/// connection's socket, besides stdin, stdout, stderr and the listener (open
-/// already), a turn-away thread's socket each, and `CLOSING_FILES`. Copies of
-/// the listener grow the table once, now, while this is the only thread (later,
-/// each doubling would stall `accept` for an RCU grace period, 10 to 20 ms);
-/// the first that fails (EMFILE) finds the limit: the last one's number + 1.
+/// the cap that fits the soft limit. The descriptors: one per connection, its
+/// socket; besides, stdin, stdout, stderr and the listener (open already), one
+/// per turn-away thread's socket, and `CLOSING_FILES`. Copies of the listener
+/// grow the table once, now, while this is the only thread (later, each
+/// doubling would stall `accept` for an RCU grace period, 10 to 20 ms); the
+/// first that fails (EMFILE) finds the limit: the last one's number + 1.
 fn reserve_files(listener: &TcpListener, max: usize) -> usize {
     let others = slots::TURN_AWAY_THREADS + CLOSING_FILES;
     let copies = iter::repeat_with(|| listener.try_clone()).take(max + others);
@@ -159,7 +159,7 @@ impl Burst {
     fn log(&mut self, site: &Site, failed: Option<&io::Error>) {
         let Burst(what, failures) = self;
         match failed {
-            Some(error) if *failures == 0 => site.log(&format!("{what} failed: {error}; retrying")),
+            Some(error) if *failures == 0 => site.log(&format!("{what} failed: {error}")),
             None if *failures > 0 => {
                 site.log(&format!("{what} works again after {failures} failures"))
             }
