@@ -36,6 +36,26 @@ fn allow_no_more_files(server: &Server) -> bool {
 }
 
 #[test]
+fn the_table_of_open_files_is_grown_for_the_cap_before_the_first_connection() {
+    let server = Server::start(&["--max-connections", "3000"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .expect("read /proc status");
+    let slots: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix("FDSize:"))
+        .expect("an FDSize line")
+        .trim()
+        .parse()
+        .expect("a number");
+    // 3,000 connections, 8 turn-away sockets, 8 closing, and 4 of its own.
+    assert!(
+        slots >= 3000 + 20,
+        "FDSize {slots}: grown before any thread shares it"
+    );
+    assert!(!server.log().contains("lowered"), "{}", server.log());
+}
+
+#[test]
 fn a_low_open_files_limit_lowers_the_cap_and_a_silent_flood_cannot_shut_the_page_out() {
     let server = Server::start_with_fd_limit(&["--max-connections", "1024"], 64);
     let lowered = server.wait_for_log("sse-clock: --max-connections lowered from 1024 to ");
