@@ -108,25 +108,38 @@ fn check_addr(addr: String) -> Result<String, String> {
     }
 }
 
-/// `*`, or an origin as browsers send it in `Origin`: `http` or `https`,
-/// `://`, a host, an optional port, nothing after (RFC 6454 section 6.2).
+/// `*`, or an origin, compared as browsers send it in `Origin` (RFC 6454
+/// 6.2): `https://App.Example.org:443` becomes `https://app.example.org`,
+/// the scheme and host lowercase, no port when it is the scheme's default.
 fn check_origin(origin: String) -> Result<String, String> {
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    let valid = origin == "*"
-        || authority.is_some_and(|authority| {
-            !authority.is_empty()
-                && authority
-                    .bytes()
-                    .all(|byte| byte.is_ascii_graphic() && !b"/?#,@".contains(&byte))
-        });
-    if !valid {
-        return Err(format!(
-            "--allow-origin takes * or an origin such as https://example.org, not {origin:?}"
-        ));
+    let canonical = match origin.to_ascii_lowercase().split_once("://") {
+        _ if origin == "*" => Ok(origin.clone()),
+        Some(("http", authority)) => canonical_origin("http", 80, authority),
+        Some(("https", authority)) => canonical_origin("https", 443, authority),
+        _ => Err("the scheme is http:// or https://"),
+    };
+    let example = "* or an origin such as https://example.org";
+    canonical.map_err(|why| format!("--allow-origin takes {example}, not {origin:?}: {why}"))
+}
+
+/// `scheme "://" host [ ":" port ]`, from a lowercase `host [ ":" port ]`.
+fn canonical_origin(scheme: &str, default: u16, authority: &str) -> Result<String, &'static str> {
+    // The port follows the last colon, unless it is inside an IPv6 `[::1]`.
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    let ipv6 = host.starts_with('[') && host.ends_with(']');
+    let host_byte =
+        |b| b"-._".contains(&b) || b.is_ascii_alphanumeric() || ipv6 && b"[:]".contains(&b);
+    if host.is_empty() || !host.bytes().all(host_byte) {
+        return Err("the host is ASCII letters, digits, - . _ or an [IPv6], with no path");
     }
-    Ok(origin)
+    let digits = port.is_none_or(|port| port.bytes().all(|b| b.is_ascii_digit()));
+    let port = port.map_or(Ok(default), str::parse).ok().filter(|_| digits);
+    let port = port.ok_or("the port is a number from 0 to 65535")?;
+    let port = (port != default).then(|| format!(":{port}"));
+    Ok(format!("{scheme}://{host}{}", port.unwrap_or_default()))
 }
 
 fn env_ms(name: &str, default: Duration) -> Result<Duration, String> {
@@ -134,5 +147,67 @@ fn env_ms(name: &str, default: Duration) -> Result<Duration, String> {
         Err(env::VarError::NotPresent) => Ok(default),
         Ok(text) => number(name, &text, 1..=DAY_MS).map(Duration::from_millis),
         Err(env::VarError::NotUnicode(_)) => Err(format!("{name} must be UTF-8")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_is_kept_as_browsers_send_it_lowercase_without_its_default_port() {
+        let cases = [
+            ("https://App.Example.org:443", "https://app.example.org"),
+            ("HTTP://example.org:80", "http://example.org"),
+            ("http://example.org:443", "http://example.org:443"),
+            ("https://example.org:8443", "https://example.org:8443"),
+            ("https://example.org:0443", "https://example.org"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://[::1]:80", "http://[::1]"),
+            ("https://[::1]:8443", "https://[::1]:8443"),
+            ("*", "*"),
+        ];
+        for (given, kept) in cases {
+            assert_eq!(
+                check_origin(given.to_owned()).as_deref(),
+                Ok(kept),
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_origin_that_is_not_one_is_refused_with_the_reason() {
+        let cases = [
+            ("ftp://example.org", "the scheme is http:// or https://"),
+            ("example.org", "the scheme is http:// or https://"),
+            ("https://example.org/", "with no path"),
+            ("https://", "with no path"),
+            ("https://user@example.org", "with no path"),
+            ("https://bücher.example", "with no path"),
+            ("https://a.example, https://b", "with no path"),
+            (
+                "https://example.org:",
+                "the port is a number from 0 to 65535",
+            ),
+            (
+                "https://example.org:+80",
+                "the port is a number from 0 to 65535",
+            ),
+            (
+                "https://example.org:65536",
+                "the port is a number from 0 to 65535",
+            ),
+        ];
+        for (given, why) in cases {
+            let refused = check_origin(given.to_owned()).expect_err(given);
+            let start = format!(
+                "--allow-origin takes * or an origin such as https://example.org, not {given:?}: "
+            );
+            assert!(
+                refused.starts_with(&start) && refused.ends_with(why),
+                "{refused}"
+            );
+        }
     }
 }

@@ -232,7 +232,9 @@ pub fn read_request(socket: &TcpStream, deadline: Instant) -> Result<Head, Reque
     read_head(&mut BufReader::with_capacity(READ_BUFFER_BYTES, reader))
 }
 
-/// Answers one request, closes, and logs a line (taken first: a stream keeps no request).
+/// Answers one request, closes, and logs a line: the request line, cut after
+/// 200 bytes with `…(cut)` (a stream keeps only that of its request), or `-`
+/// for a head refused whole (400, 408, 414, 431, 501, 505), as in the README.
 pub fn serve(
     socket: &TcpStream,
     peer: SocketAddr,

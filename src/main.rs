@@ -14,7 +14,9 @@ mod sse;
 
 use std::env;
 use std::io::{self, Write};
+use std::iter;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -34,6 +36,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// When the server is full, say so on stderr at most this often.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Descriptors kept for reclaimed connections whose threads are still closing them.
+const CLOSING_FILES: usize = 8;
+
 fn main() -> ExitCode {
     let config = match cli::parse_args(env::args_os().skip(1)) {
         Ok(cli::Command::Run(config)) => config,
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let max_connections = reserve_files(&listener, config.max_connections);
     // Scripts and tests read this line to learn the real port.
     say(&format!("Listening on http://{addr}"));
     let site = Site {
@@ -58,8 +64,7 @@ fn main() -> ExitCode {
         clock: clock::Clock::start(),
         clients: AtomicUsize::new(0),
     };
-    let slots = Slots::new(config.max_connections);
-    accept_loop(&listener, &slots, &Arc::new(site))
+    accept_loop(&listener, &Slots::new(max_connections), &Arc::new(site))
 }
 
 /// Prints a line on stdout (a closed stdout is no reason to panic).
@@ -81,35 +86,55 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
     Ok((listener, bound))
 }
 
+/// Makes room for `max` connections in the table of open files, or returns
+/// the cap that fits the soft limit. The descriptors: one per connection, its
+/// socket; besides, stdin, stdout, stderr and the listener (open already), one
+/// per turn-away thread's socket, and `CLOSING_FILES`. Copies of the listener
+/// grow the table once, now, while this is the only thread (later, each
+/// doubling would stall `accept` for an RCU grace period, 10 to 20 ms); the
+/// first that fails (EMFILE) finds the limit: the last one's number + 1.
+fn reserve_files(listener: &TcpListener, max: usize) -> usize {
+    let others = slots::TURN_AWAY_THREADS + CLOSING_FILES;
+    let copies = iter::repeat_with(|| listener.try_clone()).take(max + others);
+    let copies: Vec<TcpListener> = copies.map_while(Result::ok).collect();
+    let short = max + others - copies.len();
+    if short == 0 {
+        return max; // dropping `copies` closes them; the table stays grown
+    }
+    let fits = copies.len().saturating_sub(others).max(1);
+    let open = copies.last().unwrap_or(listener).as_raw_fd() + 1;
+    let needed = usize::try_from(open).unwrap_or(0) + short;
+    let _ = writeln!(
+        io::stderr(),
+        "sse-clock: --max-connections lowered from {max} to {fits}: with {open} files open, \
+         no more may be; for {max}, allow {needed}: `ulimit -n {needed}`, \
+         or `LimitNOFILE={needed}` under systemd"
+    );
+    fits
+}
+
 /// Accepts for ever: each connection gets a slot, a turn-away thread, or closed.
 fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> ! {
     let mut full_logged: Option<Instant> = None;
-    let mut failures = 0;
+    let (mut accepting, mut starting) = (Burst("accept", 0), Burst("starting a thread", 0));
     loop {
-        let (socket, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            // Usually passing (out of fds, an early reset): log, pause, go on.
-            Err(error) => {
-                if failures == 0 {
-                    site.log(&format!("accept failed: {error}; retrying every 100 ms"));
-                }
-                failures += 1;
-                thread::sleep(ACCEPT_BACKOFF);
-                continue;
-            }
-        };
-        if failures > 0 {
-            site.log(&format!("accept works again after {failures} failures"));
-            failures = 0;
+        let accepted = listener.accept();
+        // Out of descriptors (EMFILE, ENFILE): a connection still silent gives its up.
+        if let Err(Some(23 | 24)) = accepted.as_ref().map_err(io::Error::raw_os_error) {
+            slots.reclaim_oldest();
         }
+        accepting.log(site, accepted.as_ref().err());
+        // Usually passing (out of descriptors, an early reset): pause, go on.
+        let Ok((socket, peer)) = accepted else {
+            thread::sleep(ACCEPT_BACKOFF);
+            continue;
+        };
         let shared = Arc::clone(site);
         let work: Box<dyn FnOnce() + Send> = match slots.admit(socket) {
             Ok(slot) => Box::new(move || slots::serve(slot, peer, &shared)),
             Err(socket) => {
                 if full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
-                    site.log(
-                        "full: every slot is at work (--max-connections); turning newcomers away",
-                    );
+                    site.log("full (--max-connections): every slot taken; turning newcomers away");
                     full_logged = Some(Instant::now());
                 }
                 // No turn-away thread free: dropping the socket closes it.
@@ -119,14 +144,27 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
                 Box::new(move || slots::turn_away(turn, socket, peer, &shared))
             }
         };
-        spawn(site, peer, work);
+        // Without a thread, dropping `work` closes the connection and frees its slot.
+        let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
+        starting.log(site, spawned.err().as_ref());
     }
 }
 
-/// Starts a thread for `work`; without one, dropping `work` frees its slot.
-fn spawn(site: &Site, peer: SocketAddr, work: Box<dyn FnOnce() + Send>) {
-    let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
-    if let Err(error) = spawned {
-        site.log(&format!("{peer}: cannot start a thread: {error}"));
+/// A run of failures in a row (out of descriptors, of threads): `.1` of `.0`.
+struct Burst(&'static str, u64);
+
+impl Burst {
+    /// Logs the first failure of a run and the success that ends it, never
+    /// a line per connection.
+    fn log(&mut self, site: &Site, failed: Option<&io::Error>) {
+        let Burst(what, failures) = self;
+        match failed {
+            Some(error) if *failures == 0 => site.log(&format!("{what} failed: {error}")),
+            None if *failures > 0 => {
+                site.log(&format!("{what} works again after {failures} failures"))
+            }
+            _ => {}
+        }
+        *failures = failed.map_or(0, |_| *failures + 1);
     }
 }

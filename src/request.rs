@@ -6,9 +6,14 @@
 
 use std::io::{self, BufRead, Read};
 
-/// The most bytes a head may take, request line included: a browser's is
-/// usually under 1 KiB; nginx's default limit for one line is 8 KiB too.
+/// The most bytes a head may take, line ends included: a browser's is usually
+/// under 1 KiB; nginx's default limit for one line is 8 KiB too. A request
+/// line over it by itself (8,191 bytes and CRLF) is `414`; a head over it, `431`.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// The most of the request line kept for the log line: a stream keeps it
+/// to its end, and the client chooses its length.
+pub const MAX_LOGGED_LINE_BYTES: usize = 200;
 
 /// The most field lines one head may carry.
 pub const MAX_FIELDS: usize = 100;
@@ -31,7 +36,7 @@ pub enum RequestError {
     Timeout,
     /// Not HTTP/1.x syntax (the text says where, for the log): `400 Bad Request`.
     Malformed(&'static str),
-    /// The request line alone is over `MAX_HEAD_BYTES`: `414 URI Too Long`.
+    /// The request line and its line end alone are over `MAX_HEAD_BYTES`: `414 URI Too Long`.
     LineTooLong,
     /// Over `MAX_HEAD_BYTES` or `MAX_FIELDS`: `431` (RFC 6585).
     HeadTooLarge,
@@ -68,9 +73,10 @@ pub enum Version {
     Http11,
 }
 
-/// A parsed request head; its request line is checked ASCII, safe to log.
+/// A parsed request head.
 #[derive(Debug)]
 pub struct Head {
+    /// For the log: checked ASCII, cut after `MAX_LOGGED_LINE_BYTES` with `…(cut)`.
     pub request_line: String,
     pub method: String,
     pub target: String,
@@ -177,8 +183,11 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
         return Err(RequestError::Malformed("target is not visible ASCII"));
     }
     let text = |bytes| String::from_utf8_lossy(bytes).into_owned(); // ASCII: lossless
+    // Cut anywhere: in ASCII every byte is a whole character.
+    let kept = line.get(..MAX_LOGGED_LINE_BYTES).unwrap_or(line);
+    let cut = (kept.len() < line.len()).then_some("…(cut)");
     Ok(Head {
-        request_line: text(line),
+        request_line: [&*text(kept), cut.unwrap_or_default()].concat(),
         method: text(method),
         target: text(target),
         version: parse_version(version)?,
@@ -221,10 +230,7 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     }
     // RFC 9110 section 5.5: no control byte (a bare CR or NUL starts header injection);
     // with none, `trim_ascii` strips only the optional spaces and tabs (OWS).
-    if value
-        .iter()
-        .any(|&byte| byte.is_ascii_control() && byte != b'\t')
-    {
+    if value.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
         return Err(RequestError::Malformed("control byte in a field value"));
     }
     Ok((name, value.trim_ascii()))
@@ -454,12 +460,46 @@ Cache-Control: no-cache\r\n\
         );
     }
 
+    /// `GET /aaa… HTTP/1.x`, `bytes` long without its CRLF, then `rest`.
+    fn long_line(bytes: usize, version: &str, rest: &str) -> Vec<u8> {
+        let mut head = b"GET /".to_vec();
+        head.resize(bytes - " HTTP/1.1".len(), b'a');
+        head.extend_from_slice(format!(" HTTP/{version}\r\n{rest}").as_bytes());
+        head
+    }
+
     #[test]
-    fn a_request_line_over_the_limit_is_414() {
-        let mut long = b"GET /".to_vec();
-        long.resize(MAX_HEAD_BYTES + 10, b'a');
-        long.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(parse(&long).err(), Some(RequestError::LineTooLong));
+    fn a_request_line_whose_crlf_ends_past_8_kib_is_414_and_one_that_fits_a_head_that_does_not_431()
+    {
+        let host = "Host: x\r\n\r\n";
+        assert_eq!(long_line(8191, "1.1", host).len(), 8191 + 2 + 11);
+        let status = |bytes, version, rest| parse(&long_line(bytes, version, rest)).err();
+        assert_eq!(status(8191, "1.1", host), Some(RequestError::LineTooLong));
+        assert_eq!(status(20_000, "1.1", host), Some(RequestError::LineTooLong));
+        for fits in 8188..=8190 {
+            assert_eq!(status(fits, "1.1", host), Some(RequestError::HeadTooLarge));
+        }
+        // HTTP/1.0 needs no Host: 8,188 bytes, CRLF, CRLF is a head of 8,192.
+        assert_eq!(status(8188, "1.0", "\r\n"), None);
+        assert_eq!(
+            status(8189, "1.0", "\r\n"),
+            Some(RequestError::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn the_request_line_kept_for_the_log_is_cut_after_200_bytes() {
+        let long = long_line(8000, "1.1", "Host: x\r\n\r\n");
+        let head = parse(&long).expect("a valid head");
+        let kept = String::from_utf8_lossy(&long[..MAX_LOGGED_LINE_BYTES]);
+        assert_eq!(head.request_line, format!("{kept}…(cut)"));
+        assert!(
+            head.request_line.capacity() < 256,
+            "not the 8 KB line's buffer"
+        );
+        let exact = long_line(200, "1.1", "Host: x\r\n\r\n");
+        let line = parse(&exact).expect("a valid head").request_line;
+        assert_eq!(line.as_bytes(), &exact[..200], "200 bytes are kept whole");
     }
 
     #[test]

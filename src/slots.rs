@@ -1,16 +1,18 @@
 //! Lesson 5: protection. At most `--max-connections` connections hold a slot
-//! (a thread). When full, the one waiting longest for its head makes room,
-//! so a flood that never sends a byte (slowloris) only pushes itself out,
-//! never a stream. A newcomer to a full server is answered on an extra thread.
+//! (a thread). When full or out of descriptors, the one waiting longest for
+//! its head makes room, so a flood that never sends a byte (slowloris) only
+//! pushes itself out, never a stream. A newcomer to a full server is answered
+//! on an extra thread.
 //! Specs: RFC 9110 sections 15.6.4 (503) and 10.2.3 (`Retry-After`).
 
 use std::collections::VecDeque;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::http::{self, Site};
+use crate::request::RequestError;
 
 /// Extra threads that answer "come back later" when every slot is at work;
 /// past them, newcomers are closed, which an `EventSource` also retries.
@@ -63,15 +65,10 @@ impl Slots {
     /// waited longest for its head (shut down); or, when full, its socket back.
     pub fn admit(self: &Arc<Self>, socket: TcpStream) -> Result<Slot, TcpStream> {
         let mut state = self.lock();
-        if state.open < self.max {
-            state.open += 1;
-        } else if let Some(oldest) = state.waiting.pop_front() {
-            oldest.waiting.store(false, SeqCst);
-            oldest.reclaimed.store(true, SeqCst);
-            let _ = oldest.socket.shutdown(Shutdown::Both);
-        } else {
+        if state.open >= self.max && !state.reclaim_oldest() {
             return Err(socket);
         }
+        state.open += 1;
         let waiter = Arc::new(Waiter {
             socket,
             waiting: AtomicBool::new(true),
@@ -82,6 +79,12 @@ impl Slots {
         Ok(Slot { slots, waiter })
     }
 
+    /// Closes the connection that has waited longest for its head, if any
+    /// (`accept` found no descriptor free: this frees one, and a slot).
+    pub fn reclaim_oldest(&self) -> bool {
+        self.lock().reclaim_oldest()
+    }
+
     pub fn claim_turn_away(self: &Arc<Self>) -> Option<TurnAway> {
         let room = |busy: usize| (busy < TURN_AWAY_THREADS).then_some(busy + 1);
         let claimed = self.turning_away.fetch_update(SeqCst, SeqCst, room);
@@ -90,13 +93,24 @@ impl Slots {
 
     /// A poisoned lock means a panic elsewhere; the counts change in one step.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl State {
+    /// Shuts the oldest waiting connection down: its thread's read ends, the
+    /// thread closes the socket; the slot is free now, not counted twice.
+    fn reclaim_oldest(&mut self) -> bool {
+        let Some(oldest) = self.waiting.pop_front() else {
+            return false;
+        };
+        oldest.waiting.store(false, SeqCst);
+        oldest.reclaimed.store(true, SeqCst);
+        let _ = oldest.socket.shutdown(Shutdown::Both);
+        self.open -= 1;
+        true
+    }
+
     /// Takes the connection out of `waiting`, searching from the back: under
     /// a flood the list is long, but it is the newest that send their heads.
     fn stop_waiting(&mut self, waiter: &Arc<Waiter>) {
@@ -123,7 +137,7 @@ impl Slot {
 }
 
 impl Drop for Slot {
-    /// Frees the slot (unless it was reclaimed: then it is someone else's).
+    /// Frees the slot (unless it was reclaimed: freed then).
     fn drop(&mut self) {
         let mut state = self.slots.lock();
         state.stop_waiting(&self.waiter);
@@ -149,9 +163,15 @@ pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
 }
 
 /// A newcomer to a full server, told to come back later (`http::respond`).
+/// One slow with its head is closed unanswered, not given `408`: its route is
+/// unknown, and an error status ends an `EventSource` for good, where a closed
+/// connection is retried after `retry` like the full server's stream (WHATWG 9.2.3).
 pub fn turn_away(_turn: TurnAway, socket: TcpStream, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
-    let request = http::read_request(&socket, started + TURN_AWAY_HEAD_TIMEOUT);
+    let request = match http::read_request(&socket, started + TURN_AWAY_HEAD_TIMEOUT) {
+        Err(RequestError::Timeout) => Err(RequestError::Closed),
+        request => request,
+    };
     http::serve(&socket, peer, site, request, true, started);
 }
 
@@ -184,6 +204,26 @@ mod tests {
             slots.admit(socket(&listener)).is_ok(),
             "a slot left is free"
         );
+    }
+
+    #[test]
+    fn out_of_descriptors_the_oldest_silent_connection_is_closed_and_its_slot_freed() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let slots = Slots::new(2);
+        let first = slots.admit(socket(&listener)).expect("a free slot");
+        let second = slots.admit(socket(&listener)).expect("a free slot");
+        assert!(second.keep(), "its head is in: never reclaimed");
+        assert!(slots.reclaim_oldest(), "the first was waiting");
+        assert!(!slots.reclaim_oldest(), "nobody else is");
+        assert!(!first.keep(), "the first was reclaimed");
+        let mut byte = [0u8; 1];
+        let read = first.socket().peek(&mut byte);
+        assert!(matches!(read, Ok(0) | Err(_)), "and shut down: {read:?}");
+        let third = slots.admit(socket(&listener)).expect("its slot is free");
+        assert!(third.keep());
+        drop(first);
+        assert!(slots.admit(socket(&listener)).is_err(), "not freed twice");
+        drop((second, third));
     }
 
     #[test]

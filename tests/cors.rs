@@ -55,6 +55,16 @@ fn a_listed_origin_is_named_and_others_are_not() {
 }
 
 #[test]
+fn an_origin_given_in_capitals_and_with_its_default_port_matches_what_browsers_send() {
+    let server = Server::start(&["--allow-origin", "https://App.Example.org:443"]);
+    let head = stream_head(&server, Some("https://app.example.org"));
+    assert!(
+        head.contains("\r\nAccess-Control-Allow-Origin: https://app.example.org\r\n"),
+        "{head}"
+    );
+}
+
+#[test]
 fn a_star_lets_any_origin_in() {
     let server = Server::start(&["--allow-origin", "*"]);
     let head = stream_head(&server, Some("https://anyone.example"));

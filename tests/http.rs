@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{Server, read_to_close, without_date};
+use common::{EventStream, Server, read_to_close, without_date};
 
 const PAGE: &[u8] = include_bytes!("../static/index.html");
 
@@ -215,6 +215,18 @@ fn each_request_is_logged_on_one_line() {
         "{line}"
     );
     assert!(rest.ends_with('s'), "duration last: {line}");
+}
+
+#[test]
+fn a_long_request_line_is_logged_cut_after_200_bytes() {
+    let server = Server::start(&[]);
+    let query = "x".repeat(8000);
+    let mut stream = EventStream::open(&server, &format!("/events?{query}"));
+    stream.next_tick();
+    drop(stream);
+    let line = server.wait_for_log("\"GET /events?");
+    let kept = format!("GET /events?{}", &query[..200 - "GET /events?".len()]);
+    assert!(line.contains(&format!(" \"{kept}…(cut)\" 200 ")), "{line}");
 }
 
 #[test]
