@@ -548,7 +548,7 @@ fn the_page_sits_in_landmarks_and_its_clock_keeps_to_one_line_at_320_px(browser:
         }
         Err(_) => common::missing(
             "axe-core is",
-            "nodejs npm; npm install --prefix target/npm axe-core",
+            "npm, then npm install --prefix target/npm axe-core@4.14.1",
         ),
     }
     browser.run(NARROW);
