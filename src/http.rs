@@ -160,12 +160,10 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
     }
 }
 
-/// The ids to resume after: the `Last-Event-ID` field (WHATWG HTML 9.2.4), or
-/// only when the field is absent, `lastEventId` in the query, which a page
-/// sends when it opens a new `EventSource` itself (it cannot set fields):
-/// `GET /events?lastEventId=1795623033000`. Ids are decimal digits, which
-/// never need percent-encoding, so the value is taken as written, and one
-/// that is not digits (`%31`) is ignored like a bad field.
+/// The ids to resume after: the `Last-Event-ID` field, or only without one,
+/// `lastEventId` in the query (`/events?lastEventId=1795623033000`): a page
+/// that opens its own `EventSource` cannot set fields. Ids are digits, never
+/// percent-encoded, so the value is taken as written (`%31` is ignored).
 fn last_event_ids(head: &Head) -> Vec<&str> {
     let fields: Vec<&str> = head.field_values("last-event-id").collect();
     if !fields.is_empty() {
