@@ -16,7 +16,8 @@
 //! 6. a port that answers `502` for a while: the browser gives up, and the
 //!    page opens new streams itself, backing off, and resumes;
 //! 7. a frozen server (`SIGSTOP`): the page says `stale` and replaces the
-//!    stream, and once the server goes on (`SIGCONT`) resumes;
+//!    stream, and once the server goes on (`SIGCONT`) resumes; ticks far
+//!    apart, with only keep-alive comments between, are never stale;
 //! 8. the page sits in landmarks (axe-core), its clock keeps to one line at
 //!    320 px and shows the viewer's own time, and the wire view closes its
 //!    stream while the tab is hidden.
@@ -79,6 +80,7 @@ fn check_the_page_in(engine: Engine) {
     a_full_server_sends_the_page_away_and_it_comes_back_by_itself(&mut browser);
     a_port_that_answers_502_for_a_while_and_the_page_comes_back_by_itself(&mut browser);
     a_frozen_server_is_shown_stale_and_the_page_comes_back_when_it_goes_on(&mut browser);
+    ticks_far_apart_with_only_keep_alives_between_are_never_stale(&mut browser);
     the_page_sits_in_landmarks_and_its_clock_keeps_to_one_line_at_320_px(&mut browser);
     the_wire_view_holds_a_connection_only_while_the_tab_is_shown(&mut browser);
 }
@@ -459,6 +461,29 @@ fn a_frozen_server_is_shown_stale_and_the_page_comes_back_when_it_goes_on(browse
         changes.iter().filter(|&&state| state == "stale").count(),
         1,
         "{engine:?}: stale only once, while frozen: {changes:?}"
+    );
+}
+
+/// Ticks 3 s apart with `: keep-alive` every 500 ms between (as the server
+/// does every 15 s between ticks over 15 s apart). EventSource shows no
+/// comment, so only the interval the page learns from the ids keeps it
+/// from calling the quiet between ticks stale.
+fn ticks_far_apart_with_only_keep_alives_between_are_never_stale(browser: &mut Browser) {
+    let env = [("SSE_CLOCK_KEEP_ALIVE_MS", "500")];
+    let server = Server::start_with_env(&["--interval", "3000"], &env);
+    open_page(browser, &format!("http://{}/", server.addr));
+    let page = wait_for_page(browser, "3 ticks", |page| page.watched.ids.len() >= 3);
+    page.watched.assert_contiguous(3000);
+    let states: Vec<&str> = page
+        .watched
+        .states
+        .iter()
+        .map(|(state, _)| state.as_str())
+        .collect();
+    assert!(
+        !states.contains(&"stale"),
+        "{:?}: {states:?}",
+        browser.engine
     );
 }
 
