@@ -380,8 +380,17 @@ fn a_port_that_answers_502_for_a_while_and_the_page_comes_back_by_itself(browser
     drop(gateway);
     let requests = requests.expect("three requests answered 502");
     let _back = Server::start(&[&["--addr", &addr][..], &FAST[..]].concat());
-    let engine = browser.engine;
-    // The browser's own reconnect carries the field; the page's new streams the query.
+    assert_reopened_with_the_query(browser.engine, last, &requests);
+    let page = wait_for_page(browser, "open again, 5 ticks on", |page| {
+        page.state == "open" && page.watched.last_id() >= Some(last + 5 * INTERVAL_MS)
+    });
+    page.watched.assert_contiguous(INTERVAL_MS);
+}
+
+/// The first request after the stop is the browser's own reconnect, with
+/// the field; then come the page's new streams, with the query instead,
+/// 1 to 1.5 s and then 2 to 3 s apart.
+fn assert_reopened_with_the_query(engine: Engine, last: u64, requests: &[(Instant, String)]) {
     assert!(
         requests[0]
             .1
@@ -405,10 +414,6 @@ fn a_port_that_answers_502_for_a_while_and_the_page_comes_back_by_itself(browser
             "{engine:?}: waited {gap} ms, expected {wait} and up to half again: {gaps:?}"
         );
     }
-    let page = wait_for_page(browser, "open again, 5 ticks on", |page| {
-        page.state == "open" && page.watched.last_id() >= Some(last + 5 * INTERVAL_MS)
-    });
-    page.watched.assert_contiguous(INTERVAL_MS);
 }
 
 fn ms(duration: Duration) -> u64 {
