@@ -133,7 +133,7 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
                 interval_ms: settings.interval_ms,
                 retry_ms: clock::jitter(settings.retry_ms),
                 keep_alive: settings.keep_alive,
-                start: clock::start_after(head.field_values("last-event-id"), site.clock.now_ms()),
+                start: clock::start_after(last_event_ids(head).into_iter(), site.clock.now_ms()),
             }),
         )),
         // A full server's stream ends at once: an `EventSource` comes back
@@ -158,6 +158,22 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
         }
         (Err(error), _) => error_response(&error),
     }
+}
+
+/// The ids to resume after: the `Last-Event-ID` field, or only without one,
+/// `lastEventId` in the query (`/events?lastEventId=1795623033000`): a page
+/// that opens its own `EventSource` cannot set fields. Ids are digits, never
+/// percent-encoded, so the value is taken as written (`%31` is ignored).
+fn last_event_ids(head: &Head) -> Vec<&str> {
+    let fields: Vec<&str> = head.field_values("last-event-id").collect();
+    if !fields.is_empty() {
+        return fields;
+    }
+    let query = head.target.split_once('?').map_or("", |(_, query)| query);
+    let params = query
+        .split('&')
+        .filter_map(|param| param.strip_prefix("lastEventId="));
+    params.collect()
 }
 
 /// A 200 that starts an event stream: `sse::STREAM_FIELDS`, then CORS (Fetch
@@ -458,6 +474,28 @@ mod tests {
                 .0
                 .starts_with("HTTP/1.1 200 OK\r\n")
         );
+    }
+
+    #[test]
+    fn the_last_event_id_field_comes_first_and_the_query_only_without_it() {
+        let ids = |request: &[u8]| {
+            let head = parsed(request).expect("valid");
+            last_event_ids(&head).join(",")
+        };
+        let both = b"GET /events?lastEventId=1 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 2\r\n\r\n";
+        assert_eq!(ids(both), "2");
+        let query = b"GET /events?x=1&lastEventId=1&lastEventId=%31 HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(ids(query), "1,%31", "two ids: start_after ignores them");
+        let absolute = b"GET http://x/events?lastEventId=3 HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(ids(absolute), "3");
+        for none in [
+            &b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET /events?lasteventid=1&lastEventId HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(ids(none), "");
+        }
+        let resumed = clock::start_after(ids(query).split(','), u64::MAX);
+        assert!(matches!(resumed, clock::Start::Ignored(_)));
     }
 
     #[test]

@@ -12,24 +12,38 @@
 //!    origin not allowed gets nothing;
 //! 4. a cross-origin reconnect that finds the server still down;
 //! 5. a full server's answer sends the page away, and it comes back by
-//!    itself once a place is free, again with no tick lost.
+//!    itself once a place is free, again with no tick lost;
+//! 6. a port that answers `502` for a while: the browser gives up, and the
+//!    page opens new streams itself, backing off, and resumes;
+//! 7. a frozen server (`SIGSTOP`): the page says `stale` and replaces the
+//!    stream, and once the server goes on (`SIGCONT`) resumes; ticks far
+//!    apart, with only keep-alive comments between, are never stale;
+//! 8. the page sits in landmarks (axe-core), its clock keeps to one line at
+//!    320 px and shows the viewer's own time, and the wire view closes its
+//!    stream while the tab is hidden.
 //!
 //! Where the engines differ, the check says how, and prints what it
 //! measured (`cargo test --test browser -- --nocapture`); the README's
 //! table of engine differences comes from that output.
 //!
 //! Needs the Debian packages `chromium chromium-driver firefox-esr
-//! webkit2gtk-driver xvfb` (`.ci/run` installs them). An engine that is
+//! webkit2gtk-driver xvfb`, and axe-core from npm in `target/npm`
+//! (`.ci/run` installs them all). An engine that is
 //! missing is skipped with a loud message, except under `CI=true`, where
 //! it is a failure.
 
 mod common;
 
-use std::thread;
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use common::browser::{Browser, Engine};
-use common::page::{open_page, probe, wait_for_page, wait_for_probe};
+use common::browser::{Browser, Engine, json_string};
+use common::page::{open_page, probe, read_page, wait_for_page, wait_for_probe};
 use common::{EventStream, Server, free_port, wait_for_within};
 
 const INTERVAL_MS: u64 = 200;
@@ -64,6 +78,11 @@ fn check_the_page_in(engine: Engine) {
     a_page_on_an_allowed_origin_streams_across_a_restart_and_others_get_nothing(&mut browser);
     a_cross_origin_reconnect_finds_the_server_still_down(&mut browser);
     a_full_server_sends_the_page_away_and_it_comes_back_by_itself(&mut browser);
+    a_port_that_answers_502_for_a_while_and_the_page_comes_back_by_itself(&mut browser);
+    a_frozen_server_is_shown_stale_and_the_page_comes_back_when_it_goes_on(&mut browser);
+    ticks_far_apart_with_only_keep_alives_between_are_never_stale(&mut browser);
+    the_page_sits_in_landmarks_and_its_clock_keeps_to_one_line_at_320_px(&mut browser);
+    the_wire_view_holds_a_connection_only_while_the_tab_is_shown(&mut browser);
 }
 
 /// The shortest wait before a reconnect each engine allows, whatever
@@ -306,7 +325,7 @@ fn a_full_server_sends_the_page_away_and_it_comes_back_by_itself(browser: &mut B
         "the page was never turned away twice: {}",
         full.log()
     );
-    let page = common::page::read_page(browser);
+    let page = read_page(browser);
     let last_before = page.watched.last_id().expect("ticks");
 
     // A place comes free: the page comes back by itself, and loses nothing.
@@ -335,3 +354,316 @@ fn a_full_server_sends_the_page_away_and_it_comes_back_by_itself(browser: &mut B
     let gaps: Vec<u64> = opens.windows(2).map(|pair| pair[1] - pair[0]).collect();
     assert_waits(browser, "full server", &gaps, RETRY_MS);
 }
+
+/// Where a proxy with no instance up answers `502`: the browser gives up for
+/// good at the first one (WHATWG HTML 9.2.3), and the page opens a new
+/// `EventSource` itself after 1 to 1.5 s, then 2 to 3 s, then 4 to 6 s, each
+/// with the last id it showed in the query, since a new `EventSource` sends
+/// no `Last-Event-ID`. The server back, the ids run on, none lost.
+fn a_port_that_answers_502_for_a_while_and_the_page_comes_back_by_itself(browser: &mut Browser) {
+    let server = Server::start(&FAST);
+    open_page(browser, &format!("http://{}/", server.addr));
+    wait_for_page(browser, "open, 3 ticks", |page| {
+        page.state == "open" && page.watched.ids.len() >= 3
+    });
+    let addr = server.addr.to_string();
+    drop(server);
+    let gateway = BadGateway::start(&addr);
+    let page = wait_for_page(browser, "given up, in words", |page| {
+        page.state == "closed" && page.words.starts_with("gave up, trying again in ")
+    });
+    let last = page.watched.last_id().expect("ticks before the 502s");
+    let requests = wait_for_within(Duration::from_secs(10), || {
+        let requests = gateway.requests.lock().expect("requests").clone();
+        (requests.len() >= 3).then_some(requests)
+    });
+    drop(gateway);
+    let requests = requests.expect("three requests answered 502");
+    let _back = Server::start(&[&["--addr", &addr][..], &FAST[..]].concat());
+    assert_reopened_with_the_query(browser.engine, last, &requests);
+    let page = wait_for_page(browser, "open again, 5 ticks on", |page| {
+        page.state == "open" && page.watched.last_id() >= Some(last + 5 * INTERVAL_MS)
+    });
+    page.watched.assert_contiguous(INTERVAL_MS);
+}
+
+/// The first request after the stop is the browser's own reconnect, with
+/// the field; then come the page's new streams, with the query instead,
+/// 1 to 1.5 s and then 2 to 3 s apart.
+fn assert_reopened_with_the_query(engine: Engine, last: u64, requests: &[(Instant, String)]) {
+    assert!(
+        requests[0]
+            .1
+            .contains(&format!("\r\nlast-event-id: {last}\r\n")),
+        "{engine:?}: {:?}",
+        requests[0].1
+    );
+    for (_, head) in &requests[1..] {
+        let line = format!("get /events?lasteventid={last} http/1.1\r\n");
+        assert!(head.starts_with(&line), "{engine:?}: {head:?}");
+        assert!(!head.contains("last-event-id"), "{engine:?}: {head:?}");
+    }
+    let gaps: Vec<u64> = requests
+        .windows(2)
+        .map(|pair| ms(pair[1].0 - pair[0].0))
+        .collect();
+    eprintln!("{engine:?}: after a 502 the page tried again after {gaps:?} ms");
+    for (gap, wait) in gaps.iter().zip([1000, 2000]) {
+        assert!(
+            (wait..=wait * 3 / 2 + SLACK_MS).contains(gap),
+            "{engine:?}: waited {gap} ms, expected {wait} and up to half again: {gaps:?}"
+        );
+    }
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).expect("ms")
+}
+
+/// A frozen server (`SIGSTOP`, as on a swapping board): the connection stays
+/// up and nothing comes. At the default interval of 1 s the page says so
+/// within about 3 s (two intervals and half a second after the last tick),
+/// replaces the stream, and resumes once the server goes on (`SIGCONT`).
+fn a_frozen_server_is_shown_stale_and_the_page_comes_back_when_it_goes_on(browser: &mut Browser) {
+    let server = Server::start(&[]);
+    open_page(browser, &format!("http://{}/", server.addr));
+    wait_for_page(browser, "open, 3 ticks", |page| {
+        page.state == "open" && page.watched.ids.len() >= 3
+    });
+    signal(&server, "-STOP");
+    let stopped = Instant::now();
+    let page = wait_for_page(browser, "stale", |page| !page.stale.is_empty());
+    let took = ms(stopped.elapsed());
+    let engine = browser.engine;
+    eprintln!(
+        "{engine:?}: a frozen server shown stale after {took} ms: {}",
+        page.stale
+    );
+    assert!(
+        (1500..=3300).contains(&took),
+        "{engine:?}: stale after {took} ms"
+    );
+    let words = ["stale: no event for 2 s", "stale: no event for 3 s"];
+    assert!(
+        words.contains(&page.stale.as_str()),
+        "{engine:?}: {}",
+        page.stale
+    );
+    let page = wait_for_page(browser, "a new stream", |page| page.state == "connecting");
+    let last = page.watched.last_id().expect("ticks before the stop");
+    signal(&server, "-CONT");
+    let page = wait_for_page(browser, "open, fresh, 2 ticks on", |page| {
+        page.state == "open" && page.stale.is_empty() && page.watched.last_id() >= Some(last + 2000)
+    });
+    page.watched.assert_contiguous(1000);
+    let changes: Vec<&str> = page
+        .watched
+        .states
+        .iter()
+        .map(|(state, _)| state.as_str())
+        .collect();
+    assert_eq!(
+        changes.iter().filter(|&&state| state == "stale").count(),
+        1,
+        "{engine:?}: stale only once, while frozen: {changes:?}"
+    );
+}
+
+/// Ticks 3 s apart with `: keep-alive` every 500 ms between (as the server
+/// does every 15 s between ticks over 15 s apart). EventSource shows no
+/// comment, so only the interval the page learns from the ids keeps it
+/// from calling the quiet between ticks stale.
+fn ticks_far_apart_with_only_keep_alives_between_are_never_stale(browser: &mut Browser) {
+    let env = [("SSE_CLOCK_KEEP_ALIVE_MS", "500")];
+    let server = Server::start_with_env(&["--interval", "3000"], &env);
+    open_page(browser, &format!("http://{}/", server.addr));
+    let page = wait_for_page(browser, "3 ticks", |page| page.watched.ids.len() >= 3);
+    page.watched.assert_contiguous(3000);
+    let states: Vec<&str> = page
+        .watched
+        .states
+        .iter()
+        .map(|(state, _)| state.as_str())
+        .collect();
+    assert!(
+        !states.contains(&"stale"),
+        "{:?}: {states:?}",
+        browser.engine
+    );
+}
+
+fn signal(server: &Server, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &server.pid().to_string()])
+        .status();
+    assert!(status.is_ok_and(|status| status.success()), "kill {signal}");
+}
+
+/// A port that answers every request `502 Bad Gateway`, as nginx does with
+/// no instance up, noting each request's time and head (lower-cased).
+struct BadGateway {
+    requests: Arc<Mutex<Vec<(Instant, String)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BadGateway {
+    fn start(addr: &str) -> BadGateway {
+        let listener = TcpListener::bind(addr).expect("bind the stopped server's port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let requests: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (noted, stopped) = (Arc::clone(&requests), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((mut socket, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let came = Instant::now();
+                let _ = socket.set_nonblocking(false);
+                let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut head = Vec::new();
+                let mut byte = [0u8];
+                while !head.ends_with(b"\r\n\r\n") && matches!(socket.read(&mut byte), Ok(1)) {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                noted.lock().expect("requests").push((came, head));
+                let _ = socket.write_all(
+                    b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n\
+                      Content-Length: 4\r\nConnection: close\r\n\r\n502\n",
+                );
+            }
+        });
+        BadGateway {
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BadGateway {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// axe-core (npm), where `.ci/run` installs it.
+const AXE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/npm/node_modules/axe-core/axe.min.js"
+);
+
+/// axe-core's landmark rules on the page, then the page in a 320 px frame
+/// (a small phone): the clock on one line, inside the frame's width, and
+/// beside it the same instant in the viewer's time zone.
+fn the_page_sits_in_landmarks_and_its_clock_keeps_to_one_line_at_320_px(browser: &mut Browser) {
+    let server = Server::start(&FAST);
+    browser.goto(&format!("http://{}/", server.addr));
+    let engine = browser.engine;
+    match std::fs::read_to_string(AXE) {
+        Ok(axe) => {
+            browser.run(&format!("{axe}\n{AXE_RUN}"));
+            let verdict =
+                wait_for_script(browser, "axe's verdict", "return window.axeVerdict || '';");
+            assert_eq!(
+                verdict, "passes: landmark-one-main region; violations: none",
+                "{engine:?}"
+            );
+        }
+        Err(_) => common::missing(
+            "axe-core is",
+            "npm, then npm install --prefix target/npm axe-core@4.14.1",
+        ),
+    }
+    browser.run(NARROW);
+    let shown = wait_for_script(browser, "the clock at 320 px", MEASURE);
+    let [right, width, scroll, height, font, clock, local, minute] =
+        <[&str; 8]>::try_from(shown.split('|').collect::<Vec<_>>()).expect("eight parts");
+    let number = |text: &str| text.parse::<f64>().expect("a number");
+    eprintln!(
+        "{engine:?}: at 320 px the clock {clock} ends at {right} of {width} px, {height} px high; local: {local}"
+    );
+    assert!(
+        number(right) <= number(width) && number(scroll) <= number(width),
+        "{engine:?}: {shown}"
+    );
+    assert!(
+        number(height) < 2.0 * number(font),
+        "{engine:?}: one line: {shown}"
+    );
+    assert!(
+        local != clock && local.contains(minute),
+        "{engine:?}: {shown}"
+    );
+}
+
+const AXE_RUN: &str =
+    "axe.run(document, { runOnly: ['landmark-one-main', 'region'] }).then((result) => {
+  const ids = (list) => list.map((rule) => rule.id).sort().join(' ') || 'none';
+  window.axeVerdict = `passes: ${ids(result.passes)}; violations: ${ids(result.violations)}`;
+});";
+
+const NARROW: &str = "const frame = document.createElement('iframe');
+frame.id = 'narrow';
+frame.style = 'width: 320px; height: 600px; border: 0';
+frame.src = '/';
+document.body.append(frame);";
+
+/// The clock in the frame, once it shows a tick: its right edge, the
+/// frame's width and scroll width, the clock's height and font size, its
+/// text, the local time and the tick's `:MM:SS`, which every time zone shares.
+const MEASURE: &str = "const page = document.getElementById('narrow').contentDocument;
+const clock = page?.getElementById('clock');
+if (!clock || !clock.textContent.endsWith('Z')) return '';
+const box = clock.getBoundingClientRect(), when = new Date(clock.textContent);
+const two = (n) => String(n).padStart(2, '0');
+return [box.right, page.documentElement.clientWidth, page.documentElement.scrollWidth, box.height,
+  parseFloat(page.defaultView.getComputedStyle(clock).fontSize), clock.textContent,
+  page.getElementById('local').textContent, `:${two(when.getMinutes())}:${two(when.getSeconds())}`].join('|');";
+
+/// Runs `script` every 50 ms until it returns a string that is not empty.
+fn wait_for_script(browser: &mut Browser, what: &str, script: &str) -> String {
+    let deadline = Instant::now() + common::page::PAGE_TIMEOUT;
+    loop {
+        let value = json_string(&browser.run(script)).unwrap_or_default();
+        if !value.is_empty() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{:?}: never got {what}",
+            browser.engine
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Hiding the tab closes the wire view's stream, and `clients` falls;
+/// showing it again opens a new one. The tab is made hidden for the page
+/// alone (`visibilityState` and its event), as a switch of tabs would.
+fn the_wire_view_holds_a_connection_only_while_the_tab_is_shown(browser: &mut Browser) {
+    let server = Server::start(&FAST);
+    open_page(browser, &format!("http://{}/", server.addr));
+    wait_for_page(browser, "1 client", |page| page.clients == "1");
+    browser.run("document.getElementById('wire').open = true;");
+    wait_for_page(browser, "2 clients: the wire view", |page| {
+        page.clients == "2"
+    });
+    browser.run(&format!(
+        "{HIDE} document.dispatchEvent(new Event('visibilitychange'));"
+    ));
+    wait_for_page(browser, "1 client while hidden", |page| page.clients == "1");
+    browser.run(
+        "delete document.visibilityState; document.dispatchEvent(new Event('visibilitychange'));",
+    );
+    wait_for_page(browser, "2 clients when shown", |page| page.clients == "2");
+}
+
+const HIDE: &str =
+    "Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });";

@@ -4,11 +4,16 @@
 //! 100 ms of its tick, the page must be served, and a reconnect with
 //! `Last-Event-ID` must resume.
 //!
-//! Then scale-out, in each browser engine: two instances behind the
-//! README's `upstream` block and the same `location` blocks; the instance
-//! that holds the page's stream is killed, and the page carries on from
-//! the other one with no tick lost and none repeated; once the last one is
-//! gone too, nginx's `502` makes the browser give up.
+//! With the instance down, nginx answers `/events` with the README's short
+//! event stream instead of a `502`, echoing `Last-Event-ID` as `id:` only
+//! when it is digits.
+//!
+//! Then in each browser engine: two instances behind the README's
+//! `upstream` block and the same `location` blocks; the instance that
+//! holds the page's stream is killed, and the page carries on from the
+//! other one with no tick lost and none repeated. And the only instance
+//! behind nginx is stopped and started again: nginx's short stream keeps
+//! the browser coming back, and the ids run on across the restart.
 //!
 //! Needs the Debian package `nginx`, and for scale-out the browsers
 //! (`.ci/run` installs them all). Without them the tests are skipped with
@@ -76,24 +81,53 @@ fn events_pass_through_nginx_at_once_and_resume_through_it() {
     for k in 1..=5 {
         assert_eq!(resumed.next_tick().0, last + k * 200, "resumed tick {k}");
     }
+
+    // The instance down: nginx's own stream that ends, `id:` only for digits.
+    drop((resumed, server));
+    let id = format!("id: {last}\n");
+    for (field, id_line) in [
+        (format!("Last-Event-ID: {last}\r\n"), id.as_str()),
+        (String::new(), ""),
+        ("Last-Event-ID: 1<b>x</b>\r\n".into(), ""),
+        (format!("Last-Event-ID: {last} 1\r\n"), ""),
+        ("Last-Event-ID: 123456789012345678901\r\n".into(), ""),
+    ] {
+        let mut socket = proxy.connect();
+        let request = format!("GET /events HTTP/1.0\r\nHost: proxied\r\n{field}\r\n");
+        socket.write_all(request.as_bytes()).expect("send");
+        let answer = common::read_to_close(&mut socket);
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        let head = format!("{head}\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        for line in [
+            "Content-Type: text/event-stream",
+            "X-Content-Type-Options: nosniff",
+        ] {
+            assert!(head.contains(&format!("\r\n{line}\r\n")), "{line}: {head}");
+        }
+        let expected = format!(": no instance answers, come back later\nretry: 3000\n{id_line}\n");
+        assert_eq!(body, expected, "after {field:?}");
+    }
 }
 
 #[test]
-fn a_page_through_nginx_carries_on_when_its_instance_dies_in_chromium() {
-    check_scale_out(Engine::Chromium);
+fn a_page_through_nginx_carries_on_when_its_instance_dies_or_restarts_in_chromium() {
+    check_behind_nginx(Engine::Chromium);
 }
 
 #[test]
-fn a_page_through_nginx_carries_on_when_its_instance_dies_in_firefox() {
-    check_scale_out(Engine::Firefox);
+fn a_page_through_nginx_carries_on_when_its_instance_dies_or_restarts_in_firefox() {
+    check_behind_nginx(Engine::Firefox);
 }
 
 #[test]
-fn a_page_through_nginx_carries_on_when_its_instance_dies_in_webkit() {
-    check_scale_out(Engine::WebKit);
+fn a_page_through_nginx_carries_on_when_its_instance_dies_or_restarts_in_webkit() {
+    check_behind_nginx(Engine::WebKit);
 }
 
-fn check_scale_out(engine: Engine) {
+const ARGS: [&str; 4] = ["--interval", "200", "--retry", "300"];
+
+fn check_behind_nginx(engine: Engine) {
     let Some(nginx) = find_program(&["nginx"]) else {
         common::missing("nginx is", "nginx");
         return;
@@ -101,19 +135,25 @@ fn check_scale_out(engine: Engine) {
     let Some(mut browser) = Browser::start(engine) else {
         return;
     };
-    let args = ["--interval", "200", "--retry", "300"];
+    check_scale_out(&nginx, &mut browser);
+    check_restart_of_the_only_instance(&nginx, &mut browser);
+}
+
+fn check_scale_out(nginx: &Path, browser: &mut Browser) {
+    let engine = browser.engine;
+    let args = ARGS;
     let mut instances = vec![Server::start(&args), Server::start(&args)];
     let addrs: Vec<String> = instances
         .iter()
         .map(|server| server.addr.to_string())
         .collect();
     let proxy = Nginx::start(
-        &nginx,
+        nginx,
         &readme_upstream(&addrs),
         &readme_locations("sse_clock"),
     );
-    open_page(&mut browser, &format!("http://127.0.0.1:{}/", proxy.port));
-    wait_for_page(&mut browser, "open, 1 client, 3 ticks", |page| {
+    open_page(browser, &format!("http://127.0.0.1:{}/", proxy.port));
+    wait_for_page(browser, "open, 1 client, 3 ticks", |page| {
         page.state == "open" && page.clients == "1" && page.watched.ids.len() >= 3
     });
 
@@ -125,14 +165,14 @@ fn check_scale_out(engine: Engine) {
     });
     let holder = holder.expect("one instance holds the page's stream");
     let idle_threads = instances[1 - holder].threads();
-    let page = common::page::read_page(&mut browser);
+    let page = common::page::read_page(browser);
     let last_before = page.watched.last_id().expect("ticks");
     drop(instances.remove(holder));
 
     // The browser reconnects through nginx, which finds the killed
     // instance refusing and passes the request, `Last-Event-ID` and all,
     // to the other: it replays what was missed and goes on.
-    let page = wait_for_page(&mut browser, "open again, 5 ticks on", |page| {
+    let page = wait_for_page(browser, "open again, 5 ticks on", |page| {
         page.state == "open"
             && page
                 .watched
@@ -150,13 +190,39 @@ fn check_scale_out(engine: Engine) {
         idle_threads + 1,
         "the stream is on the other instance"
     );
+}
 
-    // With no instance left, nginx answers the reconnect with 502 Bad
-    // Gateway, and an error status makes the browser give up for good.
-    drop(instances);
-    wait_for_page(&mut browser, "closed after a 502", |page| {
-        page.state == "closed"
+/// The only instance behind nginx (the README's `location` blocks alone)
+/// stops; nginx answers each reconnect with its short stream, `retry: 3000`,
+/// so the browser never gives up; the instance starts again on the same
+/// address, and the ids run on, none lost, none twice.
+fn check_restart_of_the_only_instance(nginx: &Path, browser: &mut Browser) {
+    let engine = browser.engine;
+    let server = Server::start(&ARGS);
+    let addr = server.addr.to_string();
+    let proxy = Nginx::start(nginx, "", &readme_locations(&addr));
+    open_page(browser, &format!("http://127.0.0.1:{}/", proxy.port));
+    let page = wait_for_page(browser, "open, 3 ticks", |page| {
+        page.state == "open" && page.watched.ids.len() >= 3
     });
+    let down_at = page.watched.states.len();
+    drop(server);
+    // Two answers from nginx: each opens, ends, and the browser waits 3 s.
+    let page = wait_for_page(browser, "two of nginx's short streams", |page| {
+        let states = &page.watched.states[down_at..];
+        states.iter().filter(|(state, _)| state == "open").count() >= 2
+    });
+    let last = page.watched.last_id().expect("ticks before the stop");
+    let _back = Server::start(&[&["--addr", &addr][..], &ARGS[..]].concat());
+    let page = wait_for_page(browser, "open again, 5 ticks on", |page| {
+        page.state == "open" && page.watched.last_id() >= Some(last + 5 * 200)
+    });
+    page.watched.assert_contiguous(200);
+    let states = &page.watched.states[down_at..];
+    assert!(
+        states.iter().all(|(state, _)| state != "closed"),
+        "{engine:?}: never gave up: {states:?}"
+    );
 }
 
 /// `GET /events` through the proxy, as HTTP/1.0 so that nginx sends the

@@ -185,3 +185,21 @@ fn a_resumed_stream_with_nothing_missed_gets_its_head_and_opening_at_once() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_query_resumes_like_the_field_and_the_field_comes_first() {
+    let server = Server::start(&["--interval", "100"]);
+    let last = unix_ms_now() - 250;
+    let query = format!("/events?lastEventId={last}");
+    let mut stream = EventStream::open(&server, &query);
+    let note = comments(&stream.next_block())[1].to_owned();
+    assert!(
+        note.starts_with(&format!("resuming after {last}: ")),
+        "{note}"
+    );
+    assert_eq!(stream.next_tick().0, last + 100, "resumed from the query");
+    let field = format!("Last-Event-ID: {}\r\n", last - 100);
+    let mut both = EventStream::open_with(&server, &query, &field);
+    both.next_block();
+    assert_eq!(both.next_tick().0, last, "resumed from the field");
+}

@@ -2,7 +2,8 @@
 //! `Browser`: what it shows now (connection state, client count, clock),
 //! and everything it has shown since the test began to watch it: every
 //! clock event's id, in arrival order, and each change of the connection
-//! state with its time. The page keeps only its last 20 events on screen;
+//! state (and each time the clock went stale or fresh again) with its time.
+//! The page keeps only its last 20 events on screen;
 //! the watch keeps them all, so a gap or a duplicate cannot scroll away
 //! between two looks.
 
@@ -19,13 +20,18 @@ pub const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Page {
     /// `connecting`, `open`, `reconnecting` or `closed`.
     pub state: String,
+    /// The state in words, as the page shows it (`gave up, trying again in 2 s`).
+    pub words: String,
     pub clients: String,
     pub clock: String,
+    /// The word beside the clock: empty, or `stale: no event for 3 s`.
+    pub stale: String,
     pub watched: Watched,
 }
 
 /// What a watched `EventSource` delivered: ids of clock events in order,
-/// and state changes as (state, ms since the watch began).
+/// and state changes as (state, ms since the watch began); the clock going
+/// stale and fresh again are the states `stale` and `fresh`.
 #[derive(Debug, Default)]
 pub struct Watched {
     pub ids: Vec<u64>,
@@ -34,26 +40,31 @@ pub struct Watched {
 
 /// Installs the watch: MutationObservers on the page's log (each entry it
 /// adds) and on its state (each `data-state` it sets), starting with the
-/// entries already there, oldest first.
+/// entries already there, oldest first; and on the word beside the clock,
+/// noting only when it comes and goes.
 const WATCH: &str = "\
-const log = document.getElementById('log');
-const state = document.getElementById('state');
+const [log, state, stale] = ['log', 'state', 'stale'].map((id) => document.getElementById(id));
 const start = performance.now();
 const watched = { ids: [], states: [] };
 window.sseClockWatch = watched;
 const note = (entry) => { if (entry.dataset.type === 'message') watched.ids.push(entry.dataset.id); };
+const now = (name) => watched.states.push(name + ' ' + Math.round(performance.now() - start));
 [...log.children].reverse().forEach(note);
 new MutationObserver((records) => records.forEach((record) => record.addedNodes.forEach(note)))
   .observe(log, { childList: true });
-new MutationObserver(() => watched.states.push(state.dataset.state + ' ' + Math.round(performance.now() - start)))
+new MutationObserver(() => now(state.dataset.state))
   .observe(state, { attributes: true, attributeFilter: ['data-state'] });
+let wasStale = false;
+new MutationObserver(() => {
+  if (wasStale !== (stale.textContent !== '')) now((wasStale = !wasStale) ? 'stale' : 'fresh');
+}).observe(stale, { childList: true, characterData: true, subtree: true });
 return 'watching';";
 
 const READ: &str = "\
 const text = (id) => document.getElementById(id).textContent;
 const watched = window.sseClockWatch;
-return [document.getElementById('state').dataset.state, text('clients'), text('clock'),
-  watched.ids.join(','), watched.states.join(',')].join('|');";
+return [document.getElementById('state').dataset.state, text('state'), text('clients'), text('clock'),
+  text('stale'), watched.ids.join(','), watched.states.join(',')].join('|');";
 
 /// Opens an `EventSource` on `url` from the current page, recorded like
 /// the page's own (ids in order, states with times); `closed` is the state
@@ -71,7 +82,7 @@ return 'probing';";
 
 const READ_PROBE: &str = "\
 const watched = window.sseClockProbe;
-return ['', '', '', watched.ids.join(','), watched.states.join(',')].join('|');";
+return ['', '', '', '', '', watched.ids.join(','), watched.states.join(',')].join('|');";
 
 /// Loads the page at `url` and starts watching it.
 pub fn open_page(browser: &mut Browser, url: &str) {
@@ -127,7 +138,8 @@ fn wait_for_script(
 fn parse_page(text: &str) -> Page {
     let mut parts = text.split('|');
     let mut next = || parts.next().unwrap_or_default().to_owned();
-    let (state, clients, clock, ids, states) = (next(), next(), next(), next(), next());
+    let (state, words, clients, clock) = (next(), next(), next(), next());
+    let (stale, ids, states) = (next(), next(), next());
     let ids = ids.split(',').filter_map(|id| id.parse().ok()).collect();
     let states = states
         .split(',')
@@ -136,8 +148,10 @@ fn parse_page(text: &str) -> Page {
         .collect();
     Page {
         state,
+        words,
         clients,
         clock,
+        stale,
         watched: Watched { ids, states },
     }
 }
