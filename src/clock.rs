@@ -3,7 +3,7 @@
 //! Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and
 //! 9.2.6 (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -13,10 +13,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::sse::{Event, encode_comment, encode_event, encode_retry, end_block};
+use crate::sse::{Event, encode_comment, encode_event, encode_id, encode_retry, end_block};
 
 /// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
+
+/// The comment before a stream's close at its age, and the `retry:` after it.
+const AGED: &str = "this stream has reached its age (--max-stream-age); reconnect now";
+const AGED_RETRY_MS: u64 = 250;
 
 /// Proxies close a quiet connection (nginx after 60 s): between ticks further
 /// apart than this, a `: keep-alive` comment block goes out this often.
@@ -28,6 +32,10 @@ pub const MAX_REPLAY: u64 = 300;
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// A wall clock that moved this much more or less than the monotonic clock
+/// between two wakes was stepped; NTP slews smaller errors, moving both alike.
+const LEAST_STEP: Duration = Duration::from_secs(1);
+
 /// Each open stream widens `spread_ms`'s window by this: 10,000 share 250 ms.
 const SPREAD_US_PER_STREAM: u64 = 25;
 
@@ -37,32 +45,29 @@ const PLACES: u64 = 1_000_000;
 /// A steady write: a tick (46 B) and `clients` (24 B); a bigger first shrinks back.
 const BLOCK_BYTES: usize = 128;
 
-/// The time since the Unix epoch read once, at start, and that `Instant`: all
-/// due times share one grid of whole ms (a later clock step is not followed).
-pub struct Clock {
-    origin: Instant,
-    since_epoch: Duration,
-}
+/// The system's wall clock, read at every use (a vDSO call, no system call),
+/// so a step (NTP at boot on a board with no battery-backed clock, `date -s`,
+/// a suspend) shows at once in `Date`, in how `Last-Event-ID` is judged, and
+/// in each stream within an interval (`step_note`).
+pub struct Clock;
 
 impl Clock {
     pub fn start() -> Clock {
+        Clock
+    }
+
+    fn now(&self) -> Duration {
         let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
-        Clock {
-            origin: Instant::now(),
-            since_epoch: since_epoch.unwrap_or_default(),
-        }
+        since_epoch.unwrap_or_default()
     }
 
     pub fn now_ms(&self) -> u64 {
-        let now = self.since_epoch.saturating_add(self.origin.elapsed());
-        u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
+        millis(self.now())
     }
+}
 
-    /// The `Instant` at Unix time `unix_ms` (the origin, for a time before).
-    fn instant_at(&self, unix_ms: u64) -> Instant {
-        let after_origin = Duration::from_millis(unix_ms).saturating_sub(self.since_epoch);
-        self.origin.checked_add(after_origin).unwrap_or(self.origin)
-    }
+fn millis(time: Duration) -> u64 {
+    u64::try_from(time.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The calendar date of a Unix time in ms: the one place chrono is used.
@@ -105,9 +110,10 @@ fn random_below(bound: u64) -> u64 {
     RandomState::new().build_hasher().finish() % bound.max(1)
 }
 
-/// One stream's `retry:`, up to 1.5 × `retry_ms`: browsers return a few at a time.
-pub fn jitter(retry_ms: u64) -> u64 {
-    retry_ms + random_below(retry_ms / 2 + 1)
+/// A stream's own draw up to 1.5 × `ms` (its `retry:`, its age), so that
+/// streams that started together do not come back or end together.
+pub fn jitter(ms: u64) -> u64 {
+    ms + random_below(ms / 2 + 1)
 }
 
 /// How a stream begins. A bad `Last-Event-ID` is ignored with a comment, never
@@ -121,6 +127,8 @@ pub enum Start {
 
 /// Reads `Last-Event-ID` (WHATWG 9.2.4): an id that could be one of our ticks
 /// says where the viewer left off, with no state kept, even after a restart.
+/// `now_ms` is the wall clock now: after it stepped back, an id beyond it
+/// is "in the future" and the stream starts fresh.
 pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
     let Some(id) = ids.next() else {
         return Start::Fresh;
@@ -154,8 +162,17 @@ impl Schedule {
             .saturating_add(self.interval_ms.saturating_mul(k))
     }
 
-    fn due_ms(&self, k: u64) -> u64 {
-        self.tick_ms(k).saturating_add(self.offset_ms)
+    fn due(&self, k: u64) -> Duration {
+        Duration::from_millis(self.tick_ms(k).saturating_add(self.offset_ms))
+    }
+
+    /// Makes tick 0 the last one due by `now`, on the same phase: after a step
+    /// of the clock, no burst of catch-up ticks, no sleep until the old time.
+    fn restart(&mut self, now: Duration) {
+        let named_ms = millis(now).saturating_sub(self.offset_ms);
+        let interval = self.interval_ms;
+        let past = (named_ms % interval + interval - self.first_ms % interval) % interval;
+        self.first_ms = named_ms.saturating_sub(past);
     }
 }
 
@@ -171,7 +188,8 @@ fn spread_ms(place: u64, open_streams: usize, interval_ms: u64) -> u64 {
 }
 
 /// A stream's schedule, first tick `k` and opening comment. Fresh: tick 0 is
-/// the boundary before now. Resumed: the id's phase, what it missed at once.
+/// the boundary before now. Resumed: tick 0 is the id it resumed from (the
+/// viewer has it), so `k` starts at 1, or past the ticks too many to replay.
 fn plan(start: &Start, interval_ms: u64, now_ms: u64) -> (Schedule, u64, String) {
     let schedule = |first_ms| Schedule {
         first_ms,
@@ -223,23 +241,79 @@ fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, with_millis: bool, text: &mut Sc
     let _ = encode_event(out, &tick); // a decimal id holds no line end
 }
 
-/// Appends the `clients` event: how many streams are open right now.
-fn encode_clients(out: &mut Vec<u8>, count: usize, text: &mut Scratch) {
+/// Appends an event of type `event`, its data `value` written out:
+/// `event: clients\ndata: 2\n\n`.
+fn encode_named(out: &mut Vec<u8>, event: &str, value: impl Display, text: &mut Scratch) {
     text.data.clear();
-    let _ = write!(text.data, "{count}");
-    let clients = Event {
-        event: Some("clients"),
+    let _ = write!(text.data, "{value}");
+    let named = Event {
+        event: Some(event),
         id: None,
         data: &text.data,
     };
-    let _ = encode_event(out, &clients); // "clients" holds no line end
+    let _ = encode_event(out, &named); // our type names hold no line end
+}
+
+/// The named events that follow a write's ticks, the one place to add more:
+/// `clients`, `open` streams, when that changed since this stream last said it.
+fn encode_after_ticks(out: &mut Vec<u8>, open: usize, said: &mut usize, text: &mut Scratch) {
+    if open != *said {
+        *said = open;
+        encode_named(out, "clients", open, text);
+    }
+}
+
+/// How far the wall clock moved beyond what the monotonic clock counted since
+/// the last wake, as a comment, when over `LEAST_STEP`. A late wake moves both
+/// alike; a suspend shows too (the monotonic clock does not count it).
+fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Option<String> {
+    let expected = was.0.saturating_add(mono.saturating_duration_since(was.1));
+    let (size, sign) = (wall.abs_diff(expected), if wall < expected { '-' } else { '+' });
+    // Tenths of a second from whole ms: float formatting adds 16 KB to the binary.
+    let tenths = (size.as_millis() + 50) / 100;
+    let (secs, tenth) = (tenths / 10, tenths % 10);
+    (size > LEAST_STEP).then(|| format!("the server's clock stepped by {sign}{secs}.{tenth} s"))
+}
+
+/// Writes all of `block` within `timeout` of `since`, however the kernel
+/// splits it: the socket's timeout (the whole `timeout`) bounds the first
+/// `write`, each later one only what is left, so a peer reading a little at a
+/// time cannot hold the thread (slow read). Restores the socket's timeout.
+pub fn write_within(
+    mut socket: &TcpStream,
+    block: &[u8],
+    since: Instant,
+    timeout: Duration,
+) -> io::Result<()> {
+    let (mut rest, mut shortened) = (block, false);
+    while !rest.is_empty() {
+        if rest.len() < block.len() {
+            let left = (since + timeout).saturating_duration_since(Instant::now());
+            let left = Some(left).filter(|left| !left.is_zero());
+            socket.set_write_timeout(Some(left.ok_or(io::ErrorKind::TimedOut)?))?;
+            shortened = true;
+        }
+        match socket.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => rest = rest.get(written..).unwrap_or_default(),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    match shortened {
+        true => socket.set_write_timeout(Some(timeout)),
+        false => Ok(()),
+    }
 }
 
 pub struct StreamPlan {
     pub interval_ms: u64,
-    /// This stream's `retry:`, already drawn by `jitter`.
+    /// This stream's `retry:` and age (0: none), each drawn by `jitter`.
     pub retry_ms: u64,
+    pub max_age_ms: u64,
     pub keep_alive: Duration,
+    /// What a block may take to write in all (`write_within`).
+    pub write_timeout: Duration,
     pub start: Start,
 }
 
@@ -252,9 +326,9 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Sends `head` and the opening block, then each tick as it falls due, until
-/// a write fails (a viewer that left: the second write after, so within two
-/// intervals). Returns what the viewer got, for the log: `12 events (viewer left)`.
+/// Sends `head` (the response head, already encoded) and the stream, counted
+/// in `clients` meanwhile, until a write fails or the stream reaches its age.
+/// Returns for the log what it knows: `12 events written (viewer left)`.
 pub fn stream_clock(
     socket: &TcpStream,
     head: Vec<u8>,
@@ -264,77 +338,104 @@ pub fn stream_clock(
 ) -> String {
     clients.fetch_add(1, Ordering::SeqCst);
     let _counted = Counted(clients);
-    let place = random_below(PLACES);
     let mut events = 0;
-    // The loop runs until a write fails, so its only result is an error.
-    let Err(cause) = run_clock(socket, head, stream, clients, clock, place, &mut events);
-    let reason = match cause.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
-        _ => cause.to_string(),
+    let reason = match run_clock(socket, head, stream, clients, clock, &mut events) {
+        Ok(()) => "its age".into(),
+        Err(cause) => match cause.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
+            _ => cause.to_string(),
+        },
     };
-    format!("{events} events ({reason})")
+    let plural = if events == 1 { "" } else { "s" };
+    format!("{events} event{plural} written ({reason})")
 }
 
+/// The loop: each pass is one wake and one whole write. The first write
+/// holds, in this order, the head, the opening (comments, the resumed id,
+/// `retry:`, `clients`) and every tick due: tick 0, or all a resumed viewer
+/// missed. After it, tick `k` is never due yet when the loop sleeps, and each
+/// write holds the one tick due (more only after a late wake), a keep-alive,
+/// or a step's comment and the tick it moved to. A viewer that left is found
+/// by a failing write: the first after its close if it left bytes unread
+/// (its close was a reset), else the second (the first draws the reset).
 fn run_clock(
-    mut socket: &TcpStream,
+    socket: &TcpStream,
     head: Vec<u8>,
     stream: &StreamPlan,
     clients: &AtomicUsize,
     clock: &Clock,
-    place: u64,
     events: &mut u64,
-) -> io::Result<std::convert::Infallible> {
+) -> io::Result<()> {
     // Each block is one whole write: Nagle has nothing to gain by holding it.
     socket.set_nodelay(true)?;
-    let now_ms = clock.now_ms();
-    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms);
+    let place = random_below(PLACES);
+    // Both clocks, read at every wake: the wall clock names and times ticks,
+    // the monotonic one measures sleeps, the age, and so steps of the other.
+    let (mut wall, born) = (clock.now(), Instant::now());
+    let mut mono = born;
+    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, millis(wall));
     // Ticks on whole seconds show whole seconds; any other interval or
     // phase (a resumed id's) shows milliseconds.
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
     let (id, data) = (String::with_capacity(24), String::with_capacity(32));
     let text = &mut Scratch { id, data };
-    // The first write: head, opening block, tick 0 or the missed ticks.
     let mut block = head;
     encode_comment(&mut block, GREETING);
     if !note.is_empty() {
         encode_comment(&mut block, &note);
     }
+    if let Start::Resume(last_ms) = stream.start {
+        encode_id(&mut block, last_ms); // the opening dispatches: keep the viewer's id
+    }
     encode_retry(&mut block, stream.retry_ms);
-    let mut clients_sent = clients.load(Ordering::SeqCst);
-    encode_clients(&mut block, clients_sent, text);
-    let mut send_until_ms = now_ms;
+    let mut said = clients.load(Ordering::SeqCst);
+    encode_named(&mut block, "clients", said, text);
+    let max_age = Duration::from_millis(stream.max_age_ms);
     loop {
         let mut ticks = 0;
-        while schedule.tick_ms(k) <= send_until_ms {
+        while schedule.due(k) <= wall {
             encode_tick(&mut block, schedule.tick_ms(k), with_millis, text);
             (k, ticks) = (k + 1, ticks + 1);
         }
         let open = clients.load(Ordering::SeqCst);
         schedule.offset_ms = spread_ms(place, open, stream.interval_ms);
-        if open != clients_sent {
-            clients_sent = open;
-            encode_clients(&mut block, open, text);
+        if ticks > 0 {
+            encode_after_ticks(&mut block, open, &mut said, text);
+        }
+        // At its age a stream ends just after a tick, asking to be resumed
+        // now: every viewer's thread is freed in time, and none misses a tick.
+        let aged = !max_age.is_zero() && mono.duration_since(born) >= max_age;
+        if aged {
+            encode_comment(&mut block, AGED);
+            encode_retry(&mut block, AGED_RETRY_MS);
+            end_block(&mut block);
         }
         // A bare `TcpStream` has no buffer to flush: the block is the buffer.
-        socket.write_all(&block)?;
+        write_within(socket, &block, mono, stream.write_timeout)?;
         *events += ticks;
+        if aged {
+            return Ok(());
+        }
         block.clear();
         block.shrink_to(BLOCK_BYTES);
-        let mut last_write = Instant::now();
-        let due = clock.instant_at(schedule.due_ms(k));
-        // Until the next tick, a comment block every keep-alive period, as
-        // WHATWG HTML 9.2.7 advises against proxies that drop quiet connections.
-        while due.saturating_duration_since(last_write) > stream.keep_alive {
-            last_write += stream.keep_alive;
-            thread::sleep(last_write.saturating_duration_since(Instant::now()));
+        // Sleep until tick `k` is due by the wall clock, or for the keep-alive
+        // period if that is sooner (WHATWG HTML 9.2.7: proxies drop quiet
+        // connections); the sleep itself runs on the monotonic clock.
+        let wait = schedule.due(k).saturating_sub(wall);
+        thread::sleep(wait.min(stream.keep_alive));
+        let was = (wall, mono);
+        (wall, mono) = (clock.now(), Instant::now());
+        if let Some(step) = step_note(was, wall, mono) {
+            // Where a viewer sees a step: the tick it moved to comes next;
+            // after a step back, ids go down (`EventSource` does not mind).
+            encode_comment(&mut block, &step);
+            schedule.restart(wall);
+            k = 0;
+        } else if wait > stream.keep_alive {
             encode_comment(&mut block, "keep-alive");
             end_block(&mut block);
-            socket.write_all(&block)?;
-            block.clear();
         }
-        thread::sleep(due.saturating_duration_since(Instant::now()));
-        send_until_ms = schedule.tick_ms(k);
     }
 }
 
@@ -377,7 +478,7 @@ mod tests {
         assert_eq!((k, note.as_str()), (0, ""));
         assert_eq!(schedule.tick_ms(0), 1_795_618_800_000, "sent at once");
         assert_eq!(schedule.tick_ms(3), 1_795_618_803_000);
-        assert_eq!(schedule.due_ms(3), 1_795_618_803_007);
+        assert_eq!(schedule.due(3), Duration::from_millis(1_795_618_803_007));
         let (odd, _, _) = plan(&Start::Fresh, 250, 1_000_380);
         assert_eq!(odd.tick_ms(0), 1_000_250, "a multiple of the interval");
     }
@@ -390,7 +491,7 @@ mod tests {
         assert_eq!(note, "resuming after 1000500: 5 missed ticks follow");
         assert_eq!(schedule.tick_ms(1), 1_001_500);
         assert_eq!(schedule.tick_ms(5), 1_005_500, "the last missed one");
-        assert_eq!(schedule.due_ms(6), 1_006_503, "then live, same phase");
+        assert_eq!(schedule.due(6), Duration::from_millis(1_006_503), "then live, same phase");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! WHATWG HTML, "Server-sent events" 9.2.5 (parsing) and 9.2.6 (fields),
 //! <https://html.spec.whatwg.org/multipage/server-sent-events.html>.
 //!
-//! A stream's body never ends: blocks of lines, each ended by a blank line:
+//! A stream's body has no length: blocks of lines, each ended by a blank
+//! line, until the connection closes (at once for a full server, else when a
+//! write fails or the stream reaches its age):
 //!
 //! ```text
 //! : hello from sse-clock; lines that start with a colon are comments\n
@@ -21,7 +23,12 @@
 //! - `event:` names the event's type; without it, `message` (`onmessage`).
 //! - `data:` is the event's text, `event.data` in the page.
 //! - `id:` becomes `lastEventId`, sent back as `Last-Event-ID` on reconnect.
-//! - The blank line dispatches the event; a block without `data`, nothing.
+//! - The blank line dispatches: "Set the last event ID string of the event
+//!   source to the value of the last event ID buffer" (9.2.6, "dispatch the
+//!   event", step 1), the buffer holding this stream's latest `id:`, empty
+//!   before its first; then, only if the block had `data`, an event (step 2).
+//!   So a block before a stream's first tick carries `id:` when the viewer
+//!   has one, or a spec-exact client forgets where it was.
 
 use std::io::Write;
 
@@ -85,7 +92,13 @@ pub fn encode_retry(out: &mut Vec<u8>, retry_ms: u64) {
     let _ = writeln!(out, "retry: {retry_ms}"); // writing to a Vec cannot fail
 }
 
-/// Appends the blank line that ends a block (dispatching nothing after comments).
+/// Appends `id: 1795618800000\n`, for a block with no `data` that must keep
+/// the viewer's last event ID (a decimal number holds no line end).
+pub fn encode_id(out: &mut Vec<u8>, id: u64) {
+    let _ = writeln!(out, "id: {id}");
+}
+
+/// Appends the blank line that ends a block and dispatches it (see above).
 pub fn end_block(out: &mut Vec<u8>) {
     out.push(b'\n');
 }
