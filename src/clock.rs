@@ -547,6 +547,64 @@ mod tests {
         assert_eq!(start(&[&(day_ago - 1).to_string()]), stale);
     }
 
+    /// A peer that reads a little every 100 ms lets every `write` go on,
+    /// so a timeout per `write` would hold the thread for minutes (slow read).
+    #[test]
+    fn a_block_gets_the_write_timeout_in_all_however_its_writes_are_split() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (socket, _) = listener.accept().expect("accept");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::clone(&done);
+        let reader = thread::spawn(move || {
+            let mut chunk = vec![0; 64 << 10];
+            while !stop.load(Ordering::SeqCst) && peer.read(&mut chunk).is_ok_and(|n| n > 0) {
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let timeout = Duration::from_millis(500);
+        socket.set_write_timeout(Some(timeout)).expect("timeout");
+        let started = Instant::now();
+        let written = write_within(&socket, &vec![b'x'; 64 << 20], started, timeout);
+        let took = started.elapsed();
+        let kind = written.expect_err("64 MiB at 640 KB/s takes 100 s").kind();
+        assert!(matches!(kind, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock));
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        done.store(true, Ordering::SeqCst);
+        reader.join().expect("the reader");
+    }
+
+    #[test]
+    fn a_step_of_the_wall_clock_is_told_apart_from_a_late_wake() {
+        let (wall, mono) = (Duration::from_secs(1_000_000), Instant::now());
+        let later = mono + Duration::from_secs(5);
+        let late_wake = wall + Duration::from_secs(5);
+        assert_eq!(step_note((wall, mono), late_wake, later), None);
+        let small = wall + Duration::from_millis(5900);
+        assert_eq!(step_note((wall, mono), small, later), None, "0.9 s: slewed");
+        let ahead = wall + Duration::from_millis(3_604_950);
+        let said = step_note((wall, mono), ahead, later);
+        assert_eq!(said.as_deref(), Some("the server's clock stepped by +3600.0 s"));
+        let back = wall.saturating_sub(Duration::from_millis(7_194_970));
+        let said = step_note((wall, mono), back, later);
+        assert_eq!(said.as_deref(), Some("the server's clock stepped by -7200.0 s"));
+    }
+
+    #[test]
+    fn after_a_step_tick_0_is_the_last_due_on_the_same_phase() {
+        let mut schedule = Schedule {
+            first_ms: 1_000_500,
+            interval_ms: 1000,
+            offset_ms: 7,
+        };
+        schedule.restart(Duration::from_millis(4_600_506));
+        assert_eq!(schedule.tick_ms(0), 4_599_500, "4_600_500 is due at 4_600_507");
+        schedule.restart(Duration::from_millis(2_000_000));
+        assert_eq!(schedule.tick_ms(0), 1_999_500, "and back");
+        assert!(schedule.due(0) <= Duration::from_millis(2_000_000));
+    }
+
     #[test]
     fn retry_is_spread_over_half_again_the_configured_time() {
         let draws: Vec<u64> = (0..200).map(|_| jitter(3000)).collect();
