@@ -18,7 +18,7 @@ use crate::sse::{Event, encode_comment, encode_event, encode_id, encode_retry, e
 /// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
 
-/// The comment before a stream's close at its age, and the `retry:` after it.
+/// The comment and `retry:` that end a stream at its age (`--max-stream-age`).
 const AGED: &str = "this stream has reached its age (--max-stream-age); reconnect now";
 const AGED_RETRY_MS: u64 = 250;
 
@@ -254,21 +254,13 @@ fn encode_named(out: &mut Vec<u8>, event: &str, value: impl Display, text: &mut 
     let _ = encode_event(out, &named); // our type names hold no line end
 }
 
-/// The named events that follow a write's ticks, the one place to add more:
-/// `clients`, `open` streams, when that changed since this stream last said it.
-fn encode_after_ticks(out: &mut Vec<u8>, open: usize, said: &mut usize, text: &mut Scratch) {
-    if open != *said {
-        *said = open;
-        encode_named(out, "clients", open, text);
-    }
-}
-
 /// How far the wall clock moved beyond what the monotonic clock counted since
 /// the last wake, as a comment, when over `LEAST_STEP`. A late wake moves both
 /// alike; a suspend shows too (the monotonic clock does not count it).
 fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Option<String> {
     let expected = was.0.saturating_add(mono.saturating_duration_since(was.1));
-    let (size, sign) = (wall.abs_diff(expected), if wall < expected { '-' } else { '+' });
+    let size = wall.abs_diff(expected);
+    let sign = if wall < expected { '-' } else { '+' };
     // Tenths of a second from whole ms: float formatting adds 16 KB to the binary.
     let tenths = (size.as_millis() + 50) / 100;
     let (secs, tenth) = (tenths / 10, tenths % 10);
@@ -277,21 +269,19 @@ fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Option<
 
 /// Writes all of `block` within `timeout` of `since`, however the kernel
 /// splits it: the socket's timeout (the whole `timeout`) bounds the first
-/// `write`, each later one only what is left, so a peer reading a little at a
-/// time cannot hold the thread (slow read). Restores the socket's timeout.
+/// `write`, each later one only what is left (a jiffy at least), so a peer
+/// that reads a little at a time cannot hold the thread (slow read).
 pub fn write_within(
     mut socket: &TcpStream,
     block: &[u8],
     since: Instant,
     timeout: Duration,
 ) -> io::Result<()> {
-    let (mut rest, mut shortened) = (block, false);
+    let (mut rest, mut split) = (block, false);
     while !rest.is_empty() {
-        if rest.len() < block.len() {
+        if split {
             let left = (since + timeout).saturating_duration_since(Instant::now());
-            let left = Some(left).filter(|left| !left.is_zero());
-            socket.set_write_timeout(Some(left.ok_or(io::ErrorKind::TimedOut)?))?;
-            shortened = true;
+            socket.set_write_timeout(Some(left.max(Duration::from_micros(1))))?;
         }
         match socket.write(rest) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -299,20 +289,21 @@ pub fn write_within(
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) => return Err(error),
         }
+        split |= !rest.is_empty();
     }
-    match shortened {
-        true => socket.set_write_timeout(Some(timeout)),
-        false => Ok(()),
-    }
+    // The next block starts with the whole timeout again.
+    split
+        .then(|| socket.set_write_timeout(Some(timeout)))
+        .unwrap_or(Ok(()))
 }
 
 pub struct StreamPlan {
     pub interval_ms: u64,
-    /// This stream's `retry:` and age (0: none), each drawn by `jitter`.
+    /// This stream's `retry:` and age in ms (0: no end), drawn by `jitter`.
     pub retry_ms: u64,
     pub max_age_ms: u64,
     pub keep_alive: Duration,
-    /// What a block may take to write in all (`write_within`).
+    /// What one block may take to write in all (`write_within`).
     pub write_timeout: Duration,
     pub start: Start,
 }
@@ -326,9 +317,9 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Sends `head` (the response head, already encoded) and the stream, counted
-/// in `clients` meanwhile, until a write fails or the stream reaches its age.
-/// Returns for the log what it knows: `12 events written (viewer left)`.
+/// Sends `head` (the response head, encoded) and the stream, counted in
+/// `clients` meanwhile, until a write fails or the stream reaches its age.
+/// Returns what it knows, for the log: `12 events written (viewer left)`.
 pub fn stream_clock(
     socket: &TcpStream,
     head: Vec<u8>,
@@ -351,17 +342,37 @@ pub fn stream_clock(
     format!("{events} event{plural} written ({reason})")
 }
 
-/// The loop: each pass is one wake and one whole write. The first write
-/// holds, in this order, the head, the opening (comments, the resumed id,
-/// `retry:`, `clients`) and every tick due: tick 0, or all a resumed viewer
-/// missed. After it, tick `k` is never due yet when the loop sleeps, and each
-/// write holds the one tick due (more only after a late wake), a keep-alive,
-/// or a step's comment and the tick it moved to. A viewer that left is found
-/// by a failing write: the first after its close if it left bytes unread
-/// (its close was a reset), else the second (the first draws the reset).
+/// The opening, first in a stream's first write: comments, the id a resumed
+/// stream resumed from (its blank line dispatches, see `sse.rs`), `retry:`,
+/// and `clients`, the count said (`said`) from then on.
+fn encode_opening(
+    block: &mut Vec<u8>,
+    stream: &StreamPlan,
+    note: &str,
+    said: usize,
+    text: &mut Scratch,
+) {
+    encode_comment(block, GREETING);
+    if !note.is_empty() {
+        encode_comment(block, note);
+    }
+    if let Start::Resume(last_ms) = stream.start {
+        encode_id(block, last_ms);
+    }
+    encode_retry(block, stream.retry_ms);
+    encode_named(block, "clients", said, text);
+}
+
+/// The loop: each pass is one wake and one whole write. The first holds the
+/// head, the opening, and every tick due: tick 0, or all a resumed viewer
+/// missed (`k` counts from the id it resumed from, which it has). Then the
+/// loop sleeps while tick `k` is not due, and each write holds the tick due
+/// (more only after a late wake), a keep-alive, or a step's comment and the
+/// tick it moved to. A viewer that left fails a write: the first after its
+/// close if it left bytes unread (a reset), else the second (the first draws it).
 fn run_clock(
     socket: &TcpStream,
-    head: Vec<u8>,
+    mut block: Vec<u8>,
     stream: &StreamPlan,
     clients: &AtomicUsize,
     clock: &Clock,
@@ -370,7 +381,7 @@ fn run_clock(
     // Each block is one whole write: Nagle has nothing to gain by holding it.
     socket.set_nodelay(true)?;
     let place = random_below(PLACES);
-    // Both clocks, read at every wake: the wall clock names and times ticks,
+    // Both clocks, read at each wake: the wall clock names and times ticks,
     // the monotonic one measures sleeps, the age, and so steps of the other.
     let (mut wall, born) = (clock.now(), Instant::now());
     let mut mono = born;
@@ -380,17 +391,8 @@ fn run_clock(
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
     let (id, data) = (String::with_capacity(24), String::with_capacity(32));
     let text = &mut Scratch { id, data };
-    let mut block = head;
-    encode_comment(&mut block, GREETING);
-    if !note.is_empty() {
-        encode_comment(&mut block, &note);
-    }
-    if let Start::Resume(last_ms) = stream.start {
-        encode_id(&mut block, last_ms); // the opening dispatches: keep the viewer's id
-    }
-    encode_retry(&mut block, stream.retry_ms);
     let mut said = clients.load(Ordering::SeqCst);
-    encode_named(&mut block, "clients", said, text);
+    encode_opening(&mut block, stream, &note, said, text);
     let max_age = Duration::from_millis(stream.max_age_ms);
     loop {
         let mut ticks = 0;
@@ -400,11 +402,14 @@ fn run_clock(
         }
         let open = clients.load(Ordering::SeqCst);
         schedule.offset_ms = spread_ms(place, open, stream.interval_ms);
-        if ticks > 0 {
-            encode_after_ticks(&mut block, open, &mut said, text);
+        // The named events that follow a write's ticks, the place to add one:
+        // `clients`, when the count changed since this stream last said it.
+        if ticks > 0 && open != said {
+            said = open;
+            encode_named(&mut block, "clients", open, text);
         }
-        // At its age a stream ends just after a tick, asking to be resumed
-        // now: every viewer's thread is freed in time, and none misses a tick.
+        // At its age a stream ends just after a tick, asking to be resumed at
+        // once: its thread is freed, and its viewer misses nothing.
         let aged = !max_age.is_zero() && mono.duration_since(born) >= max_age;
         if aged {
             encode_comment(&mut block, AGED);
@@ -419,16 +424,16 @@ fn run_clock(
         }
         block.clear();
         block.shrink_to(BLOCK_BYTES);
-        // Sleep until tick `k` is due by the wall clock, or for the keep-alive
-        // period if that is sooner (WHATWG HTML 9.2.7: proxies drop quiet
-        // connections); the sleep itself runs on the monotonic clock.
+        // Until tick `k` is due by the wall clock, sleep on the monotonic one,
+        // waking for a keep-alive if that comes first (WHATWG HTML 9.2.7).
         let wait = schedule.due(k).saturating_sub(wall);
         thread::sleep(wait.min(stream.keep_alive));
         let was = (wall, mono);
         (wall, mono) = (clock.now(), Instant::now());
         if let Some(step) = step_note(was, wall, mono) {
-            // Where a viewer sees a step: the tick it moved to comes next;
-            // after a step back, ids go down (`EventSource` does not mind).
+            // What a viewer sees of a step: this comment, then the tick the
+            // schedule moved to; after a step back, ids go down (an
+            // `EventSource` does not mind).
             encode_comment(&mut block, &step);
             schedule.restart(wall);
             k = 0;
@@ -491,7 +496,11 @@ mod tests {
         assert_eq!(note, "resuming after 1000500: 5 missed ticks follow");
         assert_eq!(schedule.tick_ms(1), 1_001_500);
         assert_eq!(schedule.tick_ms(5), 1_005_500, "the last missed one");
-        assert_eq!(schedule.due(6), Duration::from_millis(1_006_503), "then live, same phase");
+        assert_eq!(
+            schedule.due(6),
+            Duration::from_millis(1_006_503),
+            "then live, same phase"
+        );
     }
 
     #[test]
@@ -569,7 +578,10 @@ mod tests {
         let written = write_within(&socket, &vec![b'x'; 64 << 20], started, timeout);
         let took = started.elapsed();
         let kind = written.expect_err("64 MiB at 640 KB/s takes 100 s").kind();
-        assert!(matches!(kind, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock));
+        assert!(matches!(
+            kind,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        ));
         assert!(took < Duration::from_millis(1500), "{took:?}");
         done.store(true, Ordering::SeqCst);
         reader.join().expect("the reader");
@@ -585,10 +597,16 @@ mod tests {
         assert_eq!(step_note((wall, mono), small, later), None, "0.9 s: slewed");
         let ahead = wall + Duration::from_millis(3_604_950);
         let said = step_note((wall, mono), ahead, later);
-        assert_eq!(said.as_deref(), Some("the server's clock stepped by +3600.0 s"));
+        assert_eq!(
+            said.as_deref(),
+            Some("the server's clock stepped by +3600.0 s")
+        );
         let back = wall.saturating_sub(Duration::from_millis(7_194_970));
         let said = step_note((wall, mono), back, later);
-        assert_eq!(said.as_deref(), Some("the server's clock stepped by -7200.0 s"));
+        assert_eq!(
+            said.as_deref(),
+            Some("the server's clock stepped by -7200.0 s")
+        );
     }
 
     #[test]
@@ -599,7 +617,11 @@ mod tests {
             offset_ms: 7,
         };
         schedule.restart(Duration::from_millis(4_600_506));
-        assert_eq!(schedule.tick_ms(0), 4_599_500, "4_600_500 is due at 4_600_507");
+        assert_eq!(
+            schedule.tick_ms(0),
+            4_599_500,
+            "4_600_500 is due at 4_600_507"
+        );
         schedule.restart(Duration::from_millis(2_000_000));
         assert_eq!(schedule.tick_ms(0), 1_999_500, "and back");
         assert!(schedule.due(0) <= Duration::from_millis(2_000_000));

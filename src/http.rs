@@ -278,12 +278,7 @@ pub fn serve(
 /// Writes head and body in one block (two small writes can wait on a delayed
 /// ACK) within the write timeout; returns what went out, for the log. HEAD
 /// gets no body (RFC 9110 9.3.2).
-fn write_response(
-    socket: &TcpStream,
-    response: Response,
-    head_only: bool,
-    site: &Site,
-) -> String {
+fn write_response(socket: &TcpStream, response: Response, head_only: bool, site: &Site) -> String {
     let (timeout, since) = (site.settings.write_timeout, Instant::now());
     if let Err(error) = socket.set_write_timeout(Some(timeout)) {
         return format!("0 bytes ({error})");

@@ -116,7 +116,10 @@ fn step_and_follow(faked: &mut Faked, stream: &mut EventStream, step_ms: i64, in
         old += interval_ms;
         assert_eq!(id, old, "the old schedule goes on until the step shows");
         let waited = stepped.elapsed().as_millis();
-        assert!(waited < 3 * interval_ms as u128 + 500, "no step seen after {waited} ms");
+        assert!(
+            waited < 3 * interval_ms as u128 + 500,
+            "no step seen after {waited} ms"
+        );
     };
     let noticed = stepped.elapsed();
     assert!(
@@ -129,7 +132,10 @@ fn step_and_follow(faked: &mut Faked, stream: &mut EventStream, step_ms: i64, in
         "after the step, a tick names the new now: {first}, now {now}"
     );
     let sign = if step_ms > 0 { '+' } else { '-' };
-    let said = format!("the server's clock stepped by {sign}{}.0 s", step_ms.abs() / 1000);
+    let said = format!(
+        "the server's clock stepped by {sign}{}.0 s",
+        step_ms.abs() / 1000
+    );
     assert!(comments.contains(&said), "{said:?} not in {comments:?}");
     // No burst and no stall: the ticks go on one interval apart, each
     // arriving about when it names, never all at once.
@@ -137,7 +143,10 @@ fn step_and_follow(faked: &mut Faked, stream: &mut EventStream, step_ms: i64, in
         let (id, _) = next_tick_block(stream);
         assert_eq!(id, first + k * interval_ms, "tick {k} after the step");
         let late = faked.now_ms() - id;
-        assert!((-5..interval_ms + 500).contains(&late), "tick {k} seen {late} ms after its time");
+        assert!(
+            (-5..interval_ms + 500).contains(&late),
+            "tick {k} seen {late} ms after its time"
+        );
     }
 }
 
@@ -146,7 +155,10 @@ fn assert_new_answers_follow(faked: &Faked, interval_ms: i64) {
     let mut fresh = EventStream::open(&faked.server, "/events");
     let (id, _) = next_tick_block(&mut fresh);
     let now = faked.now_ms();
-    assert!(id <= now && now - id < interval_ms + 500, "a new stream's tick 0: {id}, now {now}");
+    assert!(
+        id <= now && now - id < interval_ms + 500,
+        "a new stream's tick 0: {id}, now {now}"
+    );
     let answer = faked.server.get("/");
     let date = answer
         .lines()
@@ -154,11 +166,17 @@ fn assert_new_answers_follow(faked: &Faked, interval_ms: i64) {
         .expect("a Date field");
     // `Tue, 01 Dec 2026 10:48:05 GMT`: compare the time of day, in seconds.
     let time = date.split(' ').nth(4).expect("a time of day");
-    let parts: Vec<i64> = time.split(':').map(|n| n.parse().expect("digits")).collect();
+    let parts: Vec<i64> = time
+        .split(':')
+        .map(|n| n.parse().expect("digits"))
+        .collect();
     let shown = parts[0] * 3600 + parts[1] * 60 + parts[2];
     let expected = faked.now_ms() / 1000 % 86_400;
     let off = (shown - expected).rem_euclid(86_400);
-    assert!(off <= 2 || off >= 86_400 - 2, "Date {date:?}, faked now {expected} s into the day");
+    assert!(
+        off <= 2 || off >= 86_400 - 2,
+        "Date {date:?}, faked now {expected} s into the day"
+    );
 }
 
 fn the_clock_follows_steps_forward_and_back(interval_ms: i64) {
@@ -168,7 +186,10 @@ fn the_clock_follows_steps_forward_and_back(interval_ms: i64) {
     };
     let mut stream = EventStream::open(&faked.server, "/events");
     let (id, _) = next_tick_block(&mut stream);
-    assert!((faked.now_ms() - id).abs() < interval_ms + 1000, "real time at first: {id}");
+    assert!(
+        (faked.now_ms() - id).abs() < interval_ms + 1000,
+        "real time at first: {id}"
+    );
 
     step_and_follow(&mut faked, &mut stream, HOUR_MS, interval_ms);
     assert_new_answers_follow(&faked, interval_ms);

@@ -108,7 +108,8 @@ impl Source {
             return;
         }
         if parser.event_type.is_empty() || parser.event_type == "message" {
-            self.ticks.push(self.last_event_id.parse().expect("a tick's id"));
+            self.ticks
+                .push(self.last_event_id.parse().expect("a tick's id"));
         }
         parser.data.clear();
         parser.event_type.clear();
@@ -137,7 +138,10 @@ fn a_full_server_s_answer_keeps_the_client_s_place() {
     // The full server's stream ends at once; its blank line dispatches.
     let mut full = source.connect(&server);
     source.read(&mut full, |_| false);
-    assert_eq!(source.last_event_id, place, "the full server's answer kept it");
+    assert_eq!(
+        source.last_event_id, place,
+        "the full server's answer kept it"
+    );
     drop(holder);
     server.wait_until_idle();
     let mut resumed = source.connect(&server);
