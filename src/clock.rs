@@ -5,7 +5,7 @@
 
 use std::fmt::{Display, Write as _};
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -13,14 +13,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::sse::{Event, encode_comment, encode_event, encode_id, encode_retry, end_block};
+use crate::sse::{
+    Event, encode_comment, encode_event, encode_id, encode_retry, end_block, write_within,
+};
 
 /// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
-
-/// The comment and `retry:` that end a stream at its age (`--max-stream-age`).
-const AGED: &str = "this stream has reached its age (--max-stream-age); reconnect now";
-const AGED_RETRY_MS: u64 = 250;
 
 /// Proxies close a quiet connection (nginx after 60 s): between ticks further
 /// apart than this, a `: keep-alive` comment block goes out this often.
@@ -32,8 +30,7 @@ pub const MAX_REPLAY: u64 = 300;
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// A wall clock that moved this much more or less than the monotonic clock
-/// between two wakes was stepped; NTP slews smaller errors, moving both alike.
+/// Wall and monotonic clock this far apart since the last wake: a step (NTP slews less).
 const LEAST_STEP: Duration = Duration::from_secs(1);
 
 /// Each open stream widens `spread_ms`'s window by this: 10,000 share 250 ms.
@@ -45,10 +42,12 @@ const PLACES: u64 = 1_000_000;
 /// A steady write: a tick (46 B) and `clients` (24 B); a bigger first shrinks back.
 const BLOCK_BYTES: usize = 128;
 
-/// The system's wall clock, read at every use (a vDSO call, no system call),
-/// so a step (NTP at boot on a board with no battery-backed clock, `date -s`,
-/// a suspend) shows at once in `Date`, in how `Last-Event-ID` is judged, and
-/// in each stream within an interval (`step_note`).
+/// The `retry:` that ends a stream at its age: come back at once, resume.
+const AGED_RETRY_MS: u64 = 250;
+
+/// The system's wall clock, read at every use (a vDSO call, no system call):
+/// a step (NTP on a board with no battery-backed clock, `date -s`, a suspend)
+/// shows in `Date`, in judging `Last-Event-ID`, in streams (`step_note`).
 pub struct Clock;
 
 impl Clock {
@@ -110,8 +109,7 @@ fn random_below(bound: u64) -> u64 {
     RandomState::new().build_hasher().finish() % bound.max(1)
 }
 
-/// A stream's own draw up to 1.5 × `ms` (its `retry:`, its age), so that
-/// streams that started together do not come back or end together.
+/// A stream's own draw up to 1.5 × `ms` (`retry:`, age): not all at once.
 pub fn jitter(ms: u64) -> u64 {
     ms + random_below(ms / 2 + 1)
 }
@@ -126,9 +124,8 @@ pub enum Start {
 }
 
 /// Reads `Last-Event-ID` (WHATWG 9.2.4): an id that could be one of our ticks
-/// says where the viewer left off, with no state kept, even after a restart.
-/// `now_ms` is the wall clock now: after it stepped back, an id beyond it
-/// is "in the future" and the stream starts fresh.
+/// says where the viewer left off, with no state kept, even after a restart;
+/// after the clock stepped back, an id beyond `now_ms` is "in the future".
 pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
     let Some(id) = ids.next() else {
         return Start::Fresh;
@@ -241,8 +238,7 @@ fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, with_millis: bool, text: &mut Sc
     let _ = encode_event(out, &tick); // a decimal id holds no line end
 }
 
-/// Appends an event of type `event`, its data `value` written out:
-/// `event: clients\ndata: 2\n\n`.
+/// Appends an event of type `event` with data `value`: `event: clients\ndata: 2\n\n`.
 fn encode_named(out: &mut Vec<u8>, event: &str, value: impl Display, text: &mut Scratch) {
     text.data.clear();
     let _ = write!(text.data, "{value}");
@@ -267,43 +263,13 @@ fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Option<
     (size > LEAST_STEP).then(|| format!("the server's clock stepped by {sign}{secs}.{tenth} s"))
 }
 
-/// Writes all of `block` within `timeout` of `since`, however the kernel
-/// splits it: the socket's timeout (the whole `timeout`) bounds the first
-/// `write`, each later one only what is left (a jiffy at least), so a peer
-/// that reads a little at a time cannot hold the thread (slow read).
-pub fn write_within(
-    mut socket: &TcpStream,
-    block: &[u8],
-    since: Instant,
-    timeout: Duration,
-) -> io::Result<()> {
-    let (mut rest, mut split) = (block, false);
-    while !rest.is_empty() {
-        if split {
-            let left = (since + timeout).saturating_duration_since(Instant::now());
-            socket.set_write_timeout(Some(left.max(Duration::from_micros(1))))?;
-        }
-        match socket.write(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => rest = rest.get(written..).unwrap_or_default(),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-        split |= !rest.is_empty();
-    }
-    // The next block starts with the whole timeout again.
-    split
-        .then(|| socket.set_write_timeout(Some(timeout)))
-        .unwrap_or(Ok(()))
-}
-
 pub struct StreamPlan {
     pub interval_ms: u64,
     /// This stream's `retry:` and age in ms (0: no end), drawn by `jitter`.
     pub retry_ms: u64,
     pub max_age_ms: u64,
     pub keep_alive: Duration,
-    /// What one block may take to write in all (`write_within`).
+    /// What one block may take to write in all (`sse::write_within`).
     pub write_timeout: Duration,
     pub start: Start,
 }
@@ -342,34 +308,13 @@ pub fn stream_clock(
     format!("{events} event{plural} written ({reason})")
 }
 
-/// The opening, first in a stream's first write: comments, the id a resumed
-/// stream resumed from (its blank line dispatches, see `sse.rs`), `retry:`,
-/// and `clients`, the count said (`said`) from then on.
-fn encode_opening(
-    block: &mut Vec<u8>,
-    stream: &StreamPlan,
-    note: &str,
-    said: usize,
-    text: &mut Scratch,
-) {
-    encode_comment(block, GREETING);
-    if !note.is_empty() {
-        encode_comment(block, note);
-    }
-    if let Start::Resume(last_ms) = stream.start {
-        encode_id(block, last_ms);
-    }
-    encode_retry(block, stream.retry_ms);
-    encode_named(block, "clients", said, text);
-}
-
-/// The loop: each pass is one wake and one whole write. The first holds the
-/// head, the opening, and every tick due: tick 0, or all a resumed viewer
-/// missed (`k` counts from the id it resumed from, which it has). Then the
-/// loop sleeps while tick `k` is not due, and each write holds the tick due
-/// (more only after a late wake), a keep-alive, or a step's comment and the
-/// tick it moved to. A viewer that left fails a write: the first after its
-/// close if it left bytes unread (a reset), else the second (the first draws it).
+/// The loop: each pass is one wake and one whole write. The first holds, in
+/// this order, the head, the opening, and every tick due: tick 0, or all a
+/// resumed viewer missed (`k` counts from the id it resumed from, which it
+/// has). Then the loop sleeps while tick `k` is not due, and each write holds
+/// the tick due (more only after a late wake), a keep-alive, or a step's
+/// comment and the tick it moved to. A viewer that left fails a write: the
+/// first after its close if it left bytes unread (a reset), else the second.
 fn run_clock(
     socket: &TcpStream,
     mut block: Vec<u8>,
@@ -381,19 +326,27 @@ fn run_clock(
     // Each block is one whole write: Nagle has nothing to gain by holding it.
     socket.set_nodelay(true)?;
     let place = random_below(PLACES);
-    // Both clocks, read at each wake: the wall clock names and times ticks,
-    // the monotonic one measures sleeps, the age, and so steps of the other.
-    let (mut wall, born) = (clock.now(), Instant::now());
-    let mut mono = born;
+    // Both clocks, read at each wake: the wall clock names and times ticks;
+    // the monotonic one times sleeps and the age, and so finds steps.
+    let (mut wall, mut mono) = (clock.now(), Instant::now());
+    let born = mono;
     let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, millis(wall));
-    // Ticks on whole seconds show whole seconds; any other interval or
-    // phase (a resumed id's) shows milliseconds.
+    // Whole seconds show whole seconds; another interval or phase, ms.
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
     let (id, data) = (String::with_capacity(24), String::with_capacity(32));
     let text = &mut Scratch { id, data };
+    // The opening: comments, a resumed stream's id (its blank line
+    // dispatches, see `sse.rs`), `retry:`, and `clients`, the count `said`.
+    encode_comment(&mut block, GREETING);
+    if !note.is_empty() {
+        encode_comment(&mut block, &note);
+    }
+    if let Start::Resume(last_ms) = stream.start {
+        encode_id(&mut block, last_ms);
+    }
+    encode_retry(&mut block, stream.retry_ms);
     let mut said = clients.load(Ordering::SeqCst);
-    encode_opening(&mut block, stream, &note, said, text);
-    let max_age = Duration::from_millis(stream.max_age_ms);
+    encode_named(&mut block, "clients", said, text);
     loop {
         let mut ticks = 0;
         while schedule.due(k) <= wall {
@@ -410,9 +363,12 @@ fn run_clock(
         }
         // At its age a stream ends just after a tick, asking to be resumed at
         // once: its thread is freed, and its viewer misses nothing.
-        let aged = !max_age.is_zero() && mono.duration_since(born) >= max_age;
+        let aged = stream.max_age_ms > 0 && millis(mono - born) >= stream.max_age_ms;
         if aged {
-            encode_comment(&mut block, AGED);
+            encode_comment(
+                &mut block,
+                "stream age reached (--max-stream-age): resume now",
+            );
             encode_retry(&mut block, AGED_RETRY_MS);
             end_block(&mut block);
         }
@@ -431,9 +387,8 @@ fn run_clock(
         let was = (wall, mono);
         (wall, mono) = (clock.now(), Instant::now());
         if let Some(step) = step_note(was, wall, mono) {
-            // What a viewer sees of a step: this comment, then the tick the
-            // schedule moved to; after a step back, ids go down (an
-            // `EventSource` does not mind).
+            // A viewer sees this comment, then the tick the schedule moved to;
+            // after a step back, ids go down (an `EventSource` does not mind).
             encode_comment(&mut block, &step);
             schedule.restart(wall);
             k = 0;
@@ -554,37 +509,6 @@ mod tests {
         assert_eq!(start(&["1795618800001"]), future);
         let stale = Start::Ignored("Last-Event-ID ignored: it is more than a day old");
         assert_eq!(start(&[&(day_ago - 1).to_string()]), stale);
-    }
-
-    /// A peer that reads a little every 100 ms lets every `write` go on,
-    /// so a timeout per `write` would hold the thread for minutes (slow read).
-    #[test]
-    fn a_block_gets_the_write_timeout_in_all_however_its_writes_are_split() {
-        use std::io::Read;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (socket, _) = listener.accept().expect("accept");
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = std::sync::Arc::clone(&done);
-        let reader = thread::spawn(move || {
-            let mut chunk = vec![0; 64 << 10];
-            while !stop.load(Ordering::SeqCst) && peer.read(&mut chunk).is_ok_and(|n| n > 0) {
-                thread::sleep(Duration::from_millis(100));
-            }
-        });
-        let timeout = Duration::from_millis(500);
-        socket.set_write_timeout(Some(timeout)).expect("timeout");
-        let started = Instant::now();
-        let written = write_within(&socket, &vec![b'x'; 64 << 20], started, timeout);
-        let took = started.elapsed();
-        let kind = written.expect_err("64 MiB at 640 KB/s takes 100 s").kind();
-        assert!(matches!(
-            kind,
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-        ));
-        assert!(took < Duration::from_millis(1500), "{took:?}");
-        done.store(true, Ordering::SeqCst);
-        reader.join().expect("the reader");
     }
 
     #[test]

@@ -297,7 +297,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
         }
     };
     bytes.extend_from_slice(&body);
-    match clock::write_within(socket, &bytes, since, timeout) {
+    match sse::write_within(socket, &bytes, since, timeout) {
         Ok(()) => format!("{} bytes", body.len()),
         Err(error) => format!("0 bytes ({error})"),
     }
