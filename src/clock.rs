@@ -323,8 +323,7 @@ fn run_clock(
     clock: &Clock,
     events: &mut u64,
 ) -> io::Result<()> {
-    // Each block is one whole write: Nagle has nothing to gain by holding it.
-    socket.set_nodelay(true)?;
+    socket.set_nodelay(true)?; // one block, one write: Nagle would only hold it
     let place = random_below(PLACES);
     // Both clocks, read at each wake: the wall clock names and times ticks;
     // the monotonic one times sleeps and the age, and so finds steps.
