@@ -42,7 +42,8 @@ const PLACES: u64 = 1_000_000;
 /// A steady write: a tick (46 B) and `clients` (24 B); a bigger first shrinks back.
 const BLOCK_BYTES: usize = 128;
 
-/// The `retry:` that ends a stream at its age: come back at once, resume.
+/// The comment and `retry:` that end a stream at its age: come back at once.
+const AGED: &str = "stream ends at its age (--max-stream-age): resume now";
 const AGED_RETRY_MS: u64 = 250;
 
 /// The system's wall clock, read at every use (a vDSO call, no system call):
@@ -346,6 +347,7 @@ fn run_clock(
     encode_retry(&mut block, stream.retry_ms);
     let mut said = clients.load(Ordering::SeqCst);
     encode_named(&mut block, "clients", said, text);
+    let mut named = 1; // the events in a block besides its ticks
     loop {
         let mut ticks = 0;
         while schedule.due(k) <= wall {
@@ -354,26 +356,22 @@ fn run_clock(
         }
         let open = clients.load(Ordering::SeqCst);
         schedule.offset_ms = spread_ms(place, open, stream.interval_ms);
-        // The named events that follow a write's ticks, the place to add one:
-        // `clients`, when the count changed since this stream last said it.
+        // The named events after a write's ticks, the place to add one: `clients`, if changed.
         if ticks > 0 && open != said {
-            said = open;
+            (said, named) = (open, named + 1);
             encode_named(&mut block, "clients", open, text);
         }
-        // At its age a stream ends just after a tick, asking to be resumed at
-        // once: its thread is freed, and its viewer misses nothing.
+        // At its age a stream ends with this write (a tick's, but between
+        // keep-alives), asking to be resumed at once: its viewer misses nothing.
         let aged = stream.max_age_ms > 0 && millis(mono - born) >= stream.max_age_ms;
         if aged {
-            encode_comment(
-                &mut block,
-                "stream age reached (--max-stream-age): resume now",
-            );
+            encode_comment(&mut block, AGED);
             encode_retry(&mut block, AGED_RETRY_MS);
             end_block(&mut block);
         }
         // A bare `TcpStream` has no buffer to flush: the block is the buffer.
         write_within(socket, &block, mono, stream.write_timeout)?;
-        *events += ticks;
+        (*events, named) = (*events + ticks + named, 0);
         if aged {
             return Ok(());
         }

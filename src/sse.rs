@@ -129,8 +129,8 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
 
 /// Puts a whole block on the wire within `timeout` of `since`, however the
 /// kernel splits it: the socket's timeout (all of `timeout`) bounds the first
-/// `write`, each later one only what is left, so a peer that reads a little
-/// at a time cannot hold the thread.
+/// `write`, each later one only what is left (a jiffy at least), so a peer
+/// that reads a little at a time cannot hold the thread.
 pub fn write_within(
     mut socket: &TcpStream,
     block: &[u8],
