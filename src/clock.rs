@@ -13,9 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::sse::{
-    Event, encode_comment, encode_event, encode_id, encode_retry, end_block, write_within,
-};
+use crate::sse::{self, Event};
 
 /// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
@@ -236,7 +234,7 @@ fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, with_millis: bool, text: &mut Sc
         id: Some(&text.id),
         data: &text.data,
     };
-    let _ = encode_event(out, &tick); // a decimal id holds no line end
+    let _ = sse::encode_event(out, &tick); // a decimal id holds no line end
 }
 
 /// Appends an event of type `event` with data `value`: `event: clients\ndata: 2\n\n`.
@@ -248,7 +246,7 @@ fn encode_named(out: &mut Vec<u8>, event: &str, value: impl Display, text: &mut 
         id: None,
         data: &text.data,
     };
-    let _ = encode_event(out, &named); // our type names hold no line end
+    let _ = sse::encode_event(out, &named); // our type names hold no line end
 }
 
 /// How far the wall clock moved beyond what the monotonic clock counted since
@@ -335,16 +333,15 @@ fn run_clock(
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
     let (id, data) = (String::with_capacity(24), String::with_capacity(32));
     let text = &mut Scratch { id, data };
-    // The opening: comments, a resumed stream's id (its blank line
-    // dispatches, see `sse.rs`), `retry:`, and `clients`, the count `said`.
-    encode_comment(&mut block, GREETING);
+    // The opening: comments, a resumed id (see `sse.rs`), `retry:`, `clients`.
+    sse::encode_comment(&mut block, GREETING);
     if !note.is_empty() {
-        encode_comment(&mut block, &note);
+        sse::encode_comment(&mut block, &note);
     }
     if let Start::Resume(last_ms) = stream.start {
-        encode_id(&mut block, last_ms);
+        sse::encode_id(&mut block, last_ms);
     }
-    encode_retry(&mut block, stream.retry_ms);
+    sse::encode_retry(&mut block, stream.retry_ms);
     let mut said = clients.load(Ordering::SeqCst);
     encode_named(&mut block, "clients", said, text);
     let mut named = 1; // the events in a block besides its ticks
@@ -361,16 +358,15 @@ fn run_clock(
             (said, named) = (open, named + 1);
             encode_named(&mut block, "clients", open, text);
         }
-        // At its age a stream ends with this write (a tick's, but between
-        // keep-alives), asking to be resumed at once: its viewer misses nothing.
+        // At its age a stream ends with this write, to be resumed at once.
         let aged = stream.max_age_ms > 0 && millis(mono - born) >= stream.max_age_ms;
         if aged {
-            encode_comment(&mut block, AGED);
-            encode_retry(&mut block, AGED_RETRY_MS);
-            end_block(&mut block);
+            sse::encode_comment(&mut block, AGED);
+            sse::encode_retry(&mut block, AGED_RETRY_MS);
+            sse::end_block(&mut block);
         }
         // A bare `TcpStream` has no buffer to flush: the block is the buffer.
-        write_within(socket, &block, mono, stream.write_timeout)?;
+        sse::write_within(socket, &block, mono, stream.write_timeout)?;
         (*events, named) = (*events + ticks + named, 0);
         if aged {
             return Ok(());
@@ -386,12 +382,12 @@ fn run_clock(
         if let Some(step) = step_note(was, wall, mono) {
             // A viewer sees this comment, then the tick the schedule moved to;
             // after a step back, ids go down (an `EventSource` does not mind).
-            encode_comment(&mut block, &step);
+            sse::encode_comment(&mut block, &step);
             schedule.restart(wall);
             k = 0;
         } else if wait > stream.keep_alive {
-            encode_comment(&mut block, "keep-alive");
-            end_block(&mut block);
+            sse::encode_comment(&mut block, "keep-alive");
+            sse::end_block(&mut block);
         }
     }
 }

@@ -22,11 +22,10 @@
 //! - `event:` names the event's type; without it, `message` (`onmessage`).
 //! - `data:` is the event's text, `event.data` in the page.
 //! - `id:` becomes `lastEventId`, sent back as `Last-Event-ID` on reconnect.
-//! - The blank line dispatches: "Set the last event ID string of the event
-//!   source to the value of the last event ID buffer" (9.2.6, "dispatch the
-//!   event", step 1): this stream's last `id:`, empty before the first; then,
-//!   if the block had `data`, an event (step 2). So a block before the first
-//!   tick carries the viewer's `id:`, or a spec-exact client loses its place.
+//! - The blank line dispatches (9.2.6): "Set the last event ID string of the
+//!   event source to the value of the last event ID buffer" (step 1), this
+//!   stream's last `id:`, empty before the first; then an event, if the block
+//!   had `data` (step 2). So a block before the first tick carries `id:`.
 
 use std::io::{self, Write};
 use std::net::TcpStream;
@@ -127,10 +126,9 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Puts a whole block on the wire within `timeout` of `since`, however the
-/// kernel splits it: the socket's timeout (all of `timeout`) bounds the first
-/// `write`, each later one only what is left (a jiffy at least), so a peer
-/// that reads a little at a time cannot hold the thread.
+/// Puts a whole block on the wire within `timeout` of `since`, however it is
+/// split: the socket's timeout (all of `timeout`) bounds the first `write`,
+/// each later one what is left (a jiffy at least): no slow read holds on.
 pub fn write_within(
     mut socket: &TcpStream,
     block: &[u8],
