@@ -262,13 +262,14 @@ fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Option<
     (size > LEAST_STEP).then(|| format!("the server's clock stepped by {sign}{secs}.{tenth} s"))
 }
 
+/// One stream as `http.rs` planned it: settings from the command line, its
+/// own `retry:` and age in ms (0: none) drawn by `jitter`, the block write
+/// deadline (`sse::write_within`), and its request's `Last-Event-ID` judged.
 pub struct StreamPlan {
     pub interval_ms: u64,
-    /// This stream's `retry:` and age in ms (0: no end), drawn by `jitter`.
     pub retry_ms: u64,
     pub max_age_ms: u64,
     pub keep_alive: Duration,
-    /// What one block may take to write in all (`sse::write_within`).
     pub write_timeout: Duration,
     pub start: Start,
 }
