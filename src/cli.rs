@@ -13,7 +13,7 @@ use crate::http::{self, Settings};
 
 pub const USAGE: &str = "\
 usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connections N]
-                 [--allow-origin ORIGIN]... [--quiet]
+                 [--max-stream-age SECONDS] [--allow-origin ORIGIN]... [--quiet]
        sse-clock -h | --help | -V | --version
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
@@ -22,6 +22,8 @@ usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connecti
   --max-connections N
                      most connections open at once, 1 to 1000000 (default 1024);
                      --max-clients N, its old name, still works
+  --max-stream-age S each stream ends, to be resumed at once, after S to 1.5 S
+                     seconds, 0 to 86400 (default 600; 0: never)
   --allow-origin O   let pages from origin O (such as https://example.org) subscribe
                      to /events from another origin; repeatable, or * for any
   --quiet            nothing on stderr once listening: no request lines, no notices
@@ -55,6 +57,7 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
             head_timeout: env_ms("SSE_CLOCK_HEAD_TIMEOUT_MS", http::HEAD_TIMEOUT)?,
             write_timeout: env_ms("SSE_CLOCK_WRITE_TIMEOUT_MS", http::WRITE_TIMEOUT)?,
             keep_alive: env_ms("SSE_CLOCK_KEEP_ALIVE_MS", clock::KEEP_ALIVE)?,
+            max_stream_age: Duration::from_secs(600),
             quiet: false,
         },
     };
@@ -79,6 +82,10 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
             "--max-connections" | "--max-clients" => {
                 let max = number(&flag, &value()?, 1..=1_000_000)?;
                 config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
+            }
+            "--max-stream-age" => {
+                let seconds = number(&flag, &value()?, 0..=DAY_MS / 1000)?;
+                settings.max_stream_age = Duration::from_secs(seconds);
             }
             "--allow-origin" => settings.allow_origins.push(check_origin(value()?)?),
             _ => return Err(format!("unknown option {flag:?}")),

@@ -3,9 +3,9 @@
 //! Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and
 //! 9.2.6 (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::sse::{Event, encode_comment, encode_event, encode_retry, end_block};
+use crate::sse::{self, Event};
 
 /// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
@@ -28,6 +28,9 @@ pub const MAX_REPLAY: u64 = 300;
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// Wall and monotonic clock this far apart since the last wake: a step (NTP slews less).
+const LEAST_STEP: Duration = Duration::from_secs(1);
+
 /// Each open stream widens `spread_ms`'s window by this: 10,000 share 250 ms.
 const SPREAD_US_PER_STREAM: u64 = 25;
 
@@ -37,32 +40,32 @@ const PLACES: u64 = 1_000_000;
 /// A steady write: a tick (46 B) and `clients` (24 B); a bigger first shrinks back.
 const BLOCK_BYTES: usize = 128;
 
-/// The time since the Unix epoch read once, at start, and that `Instant`: all
-/// due times share one grid of whole ms (a later clock step is not followed).
-pub struct Clock {
-    origin: Instant,
-    since_epoch: Duration,
-}
+/// The comment and `retry:` that end a stream at its age: come back at once.
+const AGED: &str = "stream ends at its age (--max-stream-age): resume now";
+const AGED_RETRY_MS: u64 = 250;
+
+/// The system's wall clock, read at every use (a vDSO call, no system call):
+/// a step (NTP on a board with no battery-backed clock, `date -s`, a suspend)
+/// shows in `Date`, in judging `Last-Event-ID`, in streams (`step_note`).
+pub struct Clock;
 
 impl Clock {
     pub fn start() -> Clock {
+        Clock
+    }
+
+    fn now(&self) -> Duration {
         let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
-        Clock {
-            origin: Instant::now(),
-            since_epoch: since_epoch.unwrap_or_default(),
-        }
+        since_epoch.unwrap_or_default()
     }
 
     pub fn now_ms(&self) -> u64 {
-        let now = self.since_epoch.saturating_add(self.origin.elapsed());
-        u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
+        millis(self.now())
     }
+}
 
-    /// The `Instant` at Unix time `unix_ms` (the origin, for a time before).
-    fn instant_at(&self, unix_ms: u64) -> Instant {
-        let after_origin = Duration::from_millis(unix_ms).saturating_sub(self.since_epoch);
-        self.origin.checked_add(after_origin).unwrap_or(self.origin)
-    }
+fn millis(time: Duration) -> u64 {
+    u64::try_from(time.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The calendar date of a Unix time in ms: the one place chrono is used.
@@ -105,9 +108,9 @@ fn random_below(bound: u64) -> u64 {
     RandomState::new().build_hasher().finish() % bound.max(1)
 }
 
-/// One stream's `retry:`, up to 1.5 × `retry_ms`: browsers return a few at a time.
-pub fn jitter(retry_ms: u64) -> u64 {
-    retry_ms + random_below(retry_ms / 2 + 1)
+/// A stream's own draw up to 1.5 × `ms` (`retry:`, age): not all at once.
+pub fn jitter(ms: u64) -> u64 {
+    ms + random_below(ms / 2 + 1)
 }
 
 /// How a stream begins. A bad `Last-Event-ID` is ignored with a comment, never
@@ -120,7 +123,8 @@ pub enum Start {
 }
 
 /// Reads `Last-Event-ID` (WHATWG 9.2.4): an id that could be one of our ticks
-/// says where the viewer left off, with no state kept, even after a restart.
+/// says where the viewer left off, with no state kept, even after a restart;
+/// after the clock stepped back, an id beyond `now_ms` is "in the future".
 pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
     let Some(id) = ids.next() else {
         return Start::Fresh;
@@ -154,8 +158,17 @@ impl Schedule {
             .saturating_add(self.interval_ms.saturating_mul(k))
     }
 
-    fn due_ms(&self, k: u64) -> u64 {
-        self.tick_ms(k).saturating_add(self.offset_ms)
+    fn due(&self, k: u64) -> Duration {
+        Duration::from_millis(self.tick_ms(k).saturating_add(self.offset_ms))
+    }
+
+    /// Makes tick 0 the last one due by `now`, on the same phase: after a step
+    /// of the clock, no burst of catch-up ticks, no sleep until the old time.
+    fn restart(&mut self, now: Duration) {
+        let named_ms = millis(now).saturating_sub(self.offset_ms);
+        let interval = self.interval_ms;
+        let past = (named_ms % interval + interval - self.first_ms % interval) % interval;
+        self.first_ms = named_ms.saturating_sub(past);
     }
 }
 
@@ -171,7 +184,8 @@ fn spread_ms(place: u64, open_streams: usize, interval_ms: u64) -> u64 {
 }
 
 /// A stream's schedule, first tick `k` and opening comment. Fresh: tick 0 is
-/// the boundary before now. Resumed: the id's phase, what it missed at once.
+/// the boundary before now. Resumed: tick 0 is the id it resumed from (the
+/// viewer has it), so `k` starts at 1, or past the ticks too many to replay.
 fn plan(start: &Start, interval_ms: u64, now_ms: u64) -> (Schedule, u64, String) {
     let schedule = |first_ms| Schedule {
         first_ms,
@@ -220,26 +234,43 @@ fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, with_millis: bool, text: &mut Sc
         id: Some(&text.id),
         data: &text.data,
     };
-    let _ = encode_event(out, &tick); // a decimal id holds no line end
+    let _ = sse::encode_event(out, &tick); // a decimal id holds no line end
 }
 
-/// Appends the `clients` event: how many streams are open right now.
-fn encode_clients(out: &mut Vec<u8>, count: usize, text: &mut Scratch) {
+/// Appends an event of type `event` with data `value`: `event: clients\ndata: 2\n\n`.
+fn encode_named(out: &mut Vec<u8>, event: &str, value: impl Display, text: &mut Scratch) {
     text.data.clear();
-    let _ = write!(text.data, "{count}");
-    let clients = Event {
-        event: Some("clients"),
+    let _ = write!(text.data, "{value}");
+    let named = Event {
+        event: Some(event),
         id: None,
         data: &text.data,
     };
-    let _ = encode_event(out, &clients); // "clients" holds no line end
+    let _ = sse::encode_event(out, &named); // our type names hold no line end
 }
 
+/// How far the wall clock moved beyond what the monotonic clock counted since
+/// the last wake, as a comment, when over `LEAST_STEP`. A late wake moves both
+/// alike; a suspend shows too (the monotonic clock does not count it).
+fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Option<String> {
+    let expected = was.0.saturating_add(mono.saturating_duration_since(was.1));
+    let size = wall.abs_diff(expected);
+    let sign = if wall < expected { '-' } else { '+' };
+    // Tenths of a second from whole ms: float formatting adds 16 KB to the binary.
+    let tenths = (size.as_millis() + 50) / 100;
+    let (secs, tenth) = (tenths / 10, tenths % 10);
+    (size > LEAST_STEP).then(|| format!("the server's clock stepped by {sign}{secs}.{tenth} s"))
+}
+
+/// One stream as `http.rs` planned it: settings from the command line, its
+/// own `retry:` and age in ms (0: none) drawn by `jitter`, the block write
+/// deadline (`sse::write_within`), and its request's `Last-Event-ID` judged.
 pub struct StreamPlan {
     pub interval_ms: u64,
-    /// This stream's `retry:`, already drawn by `jitter`.
     pub retry_ms: u64,
+    pub max_age_ms: u64,
     pub keep_alive: Duration,
+    pub write_timeout: Duration,
     pub start: Start,
 }
 
@@ -252,9 +283,9 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Sends `head` and the opening block, then each tick as it falls due, until
-/// a write fails (a viewer that left: the second write after, so within two
-/// intervals). Returns what the viewer got, for the log: `12 events (viewer left)`.
+/// Sends `head` (the response head, encoded) and the stream, counted in
+/// `clients` meanwhile, until a write fails or the stream reaches its age.
+/// Returns what it knows, for the log: `12 events written (viewer left)`.
 pub fn stream_clock(
     socket: &TcpStream,
     head: Vec<u8>,
@@ -264,77 +295,101 @@ pub fn stream_clock(
 ) -> String {
     clients.fetch_add(1, Ordering::SeqCst);
     let _counted = Counted(clients);
-    let place = random_below(PLACES);
     let mut events = 0;
-    // The loop runs until a write fails, so its only result is an error.
-    let Err(cause) = run_clock(socket, head, stream, clients, clock, place, &mut events);
-    let reason = match cause.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
-        _ => cause.to_string(),
+    let reason = match run_clock(socket, head, stream, clients, clock, &mut events) {
+        Ok(()) => "its age".into(),
+        Err(cause) => match cause.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
+            _ => cause.to_string(),
+        },
     };
-    format!("{events} events ({reason})")
+    let plural = if events == 1 { "" } else { "s" };
+    format!("{events} event{plural} written ({reason})")
 }
 
+/// The loop: each pass is one wake and one whole write. The first holds, in
+/// this order, the head, the opening, and every tick due: tick 0, or all a
+/// resumed viewer missed (`k` counts from the id it resumed from, which it
+/// has). Then the loop sleeps while tick `k` is not due, and each write holds
+/// the tick due (more only after a late wake), a keep-alive, or a step's
+/// comment and the tick it moved to. A viewer that left fails a write: the
+/// first after its close if it left bytes unread (a reset), else the second.
 fn run_clock(
-    mut socket: &TcpStream,
-    head: Vec<u8>,
+    socket: &TcpStream,
+    mut block: Vec<u8>,
     stream: &StreamPlan,
     clients: &AtomicUsize,
     clock: &Clock,
-    place: u64,
     events: &mut u64,
-) -> io::Result<std::convert::Infallible> {
-    // Each block is one whole write: Nagle has nothing to gain by holding it.
-    socket.set_nodelay(true)?;
-    let now_ms = clock.now_ms();
-    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, now_ms);
-    // Ticks on whole seconds show whole seconds; any other interval or
-    // phase (a resumed id's) shows milliseconds.
+) -> io::Result<()> {
+    socket.set_nodelay(true)?; // one block, one write: Nagle would only hold it
+    let place = random_below(PLACES);
+    // Both clocks, read at each wake: the wall clock names and times ticks;
+    // the monotonic one times sleeps and the age, and so finds steps.
+    let (mut wall, mut mono) = (clock.now(), Instant::now());
+    let born = mono;
+    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, millis(wall));
+    // Whole seconds show whole seconds; another interval or phase, ms.
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
     let (id, data) = (String::with_capacity(24), String::with_capacity(32));
     let text = &mut Scratch { id, data };
-    // The first write: head, opening block, tick 0 or the missed ticks.
-    let mut block = head;
-    encode_comment(&mut block, GREETING);
+    // The opening: comments, a resumed id (see `sse.rs`), `retry:`, `clients`.
+    sse::encode_comment(&mut block, GREETING);
     if !note.is_empty() {
-        encode_comment(&mut block, &note);
+        sse::encode_comment(&mut block, &note);
     }
-    encode_retry(&mut block, stream.retry_ms);
-    let mut clients_sent = clients.load(Ordering::SeqCst);
-    encode_clients(&mut block, clients_sent, text);
-    let mut send_until_ms = now_ms;
+    if let Start::Resume(last_ms) = stream.start {
+        sse::encode_id(&mut block, last_ms);
+    }
+    sse::encode_retry(&mut block, stream.retry_ms);
+    let mut said = clients.load(Ordering::SeqCst);
+    encode_named(&mut block, "clients", said, text);
+    let mut named = 1; // the events in a block besides its ticks
     loop {
         let mut ticks = 0;
-        while schedule.tick_ms(k) <= send_until_ms {
+        while schedule.due(k) <= wall {
             encode_tick(&mut block, schedule.tick_ms(k), with_millis, text);
             (k, ticks) = (k + 1, ticks + 1);
         }
         let open = clients.load(Ordering::SeqCst);
         schedule.offset_ms = spread_ms(place, open, stream.interval_ms);
-        if open != clients_sent {
-            clients_sent = open;
-            encode_clients(&mut block, open, text);
+        // The named events after a write's ticks, the place to add one: `clients`, if changed.
+        if ticks > 0 && open != said {
+            (said, named) = (open, named + 1);
+            encode_named(&mut block, "clients", open, text);
+        }
+        // At its age a stream ends with this write, to be resumed at once.
+        let aged = stream.max_age_ms > 0 && millis(mono - born) >= stream.max_age_ms;
+        if aged {
+            sse::encode_comment(&mut block, AGED);
+            sse::encode_retry(&mut block, AGED_RETRY_MS);
+            sse::end_block(&mut block);
         }
         // A bare `TcpStream` has no buffer to flush: the block is the buffer.
-        socket.write_all(&block)?;
-        *events += ticks;
+        sse::write_within(socket, &block, mono, stream.write_timeout)?;
+        (*events, named) = (*events + ticks + named, 0);
+        if aged {
+            return Ok(());
+        }
         block.clear();
         block.shrink_to(BLOCK_BYTES);
-        let mut last_write = Instant::now();
-        let due = clock.instant_at(schedule.due_ms(k));
-        // Until the next tick, a comment block every keep-alive period, as
-        // WHATWG HTML 9.2.7 advises against proxies that drop quiet connections.
-        while due.saturating_duration_since(last_write) > stream.keep_alive {
-            last_write += stream.keep_alive;
-            thread::sleep(last_write.saturating_duration_since(Instant::now()));
-            encode_comment(&mut block, "keep-alive");
-            end_block(&mut block);
-            socket.write_all(&block)?;
-            block.clear();
+        // Until tick `k` is due by the wall clock, sleep on the monotonic one,
+        // waking for a keep-alive if that comes first (WHATWG HTML 9.2.7).
+        let wait = schedule.due(k).saturating_sub(wall);
+        thread::sleep(wait.min(stream.keep_alive));
+        let was = (wall, mono);
+        (wall, mono) = (clock.now(), Instant::now());
+        if let Some(step) = step_note(was, wall, mono) {
+            // A viewer sees this comment, then the tick the schedule moved to;
+            // after a step back, ids go down (an `EventSource` does not mind).
+            sse::encode_comment(&mut block, &step);
+            schedule.restart(wall);
+            k = 0;
+        } else if wait > stream.keep_alive {
+            sse::encode_comment(&mut block, "keep-alive");
+            sse::end_block(&mut block);
         }
-        thread::sleep(due.saturating_duration_since(Instant::now()));
-        send_until_ms = schedule.tick_ms(k);
     }
 }
 
@@ -377,7 +432,7 @@ mod tests {
         assert_eq!((k, note.as_str()), (0, ""));
         assert_eq!(schedule.tick_ms(0), 1_795_618_800_000, "sent at once");
         assert_eq!(schedule.tick_ms(3), 1_795_618_803_000);
-        assert_eq!(schedule.due_ms(3), 1_795_618_803_007);
+        assert_eq!(schedule.due(3), Duration::from_millis(1_795_618_803_007));
         let (odd, _, _) = plan(&Start::Fresh, 250, 1_000_380);
         assert_eq!(odd.tick_ms(0), 1_000_250, "a multiple of the interval");
     }
@@ -390,7 +445,11 @@ mod tests {
         assert_eq!(note, "resuming after 1000500: 5 missed ticks follow");
         assert_eq!(schedule.tick_ms(1), 1_001_500);
         assert_eq!(schedule.tick_ms(5), 1_005_500, "the last missed one");
-        assert_eq!(schedule.due_ms(6), 1_006_503, "then live, same phase");
+        assert_eq!(
+            schedule.due(6),
+            Duration::from_millis(1_006_503),
+            "then live, same phase"
+        );
     }
 
     #[test]
@@ -444,6 +503,46 @@ mod tests {
         assert_eq!(start(&["1795618800001"]), future);
         let stale = Start::Ignored("Last-Event-ID ignored: it is more than a day old");
         assert_eq!(start(&[&(day_ago - 1).to_string()]), stale);
+    }
+
+    #[test]
+    fn a_step_of_the_wall_clock_is_told_apart_from_a_late_wake() {
+        let (wall, mono) = (Duration::from_secs(1_000_000), Instant::now());
+        let later = mono + Duration::from_secs(5);
+        let late_wake = wall + Duration::from_secs(5);
+        assert_eq!(step_note((wall, mono), late_wake, later), None);
+        let small = wall + Duration::from_millis(5900);
+        assert_eq!(step_note((wall, mono), small, later), None, "0.9 s: slewed");
+        let ahead = wall + Duration::from_millis(3_604_950);
+        let said = step_note((wall, mono), ahead, later);
+        assert_eq!(
+            said.as_deref(),
+            Some("the server's clock stepped by +3600.0 s")
+        );
+        let back = wall.saturating_sub(Duration::from_millis(7_194_970));
+        let said = step_note((wall, mono), back, later);
+        assert_eq!(
+            said.as_deref(),
+            Some("the server's clock stepped by -7200.0 s")
+        );
+    }
+
+    #[test]
+    fn after_a_step_tick_0_is_the_last_due_on_the_same_phase() {
+        let mut schedule = Schedule {
+            first_ms: 1_000_500,
+            interval_ms: 1000,
+            offset_ms: 7,
+        };
+        schedule.restart(Duration::from_millis(4_600_506));
+        assert_eq!(
+            schedule.tick_ms(0),
+            4_599_500,
+            "4_600_500 is due at 4_600_507"
+        );
+        schedule.restart(Duration::from_millis(2_000_000));
+        assert_eq!(schedule.tick_ms(0), 1_999_500, "and back");
+        assert!(schedule.due(0) <= Duration::from_millis(2_000_000));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use crate::clock::{self, Clock, StreamPlan};
+use crate::clock::{self, Clock, Start, StreamPlan};
 use crate::request::{Head, RequestError, read_head};
 use crate::sse;
 
@@ -50,6 +50,8 @@ pub struct Settings {
     pub head_timeout: Duration,
     pub write_timeout: Duration,
     pub keep_alive: Duration,
+    /// The shortest a stream lives (0: no bound); each draws up to 1.5 times it.
+    pub max_stream_age: Duration,
     pub quiet: bool,
 }
 
@@ -132,20 +134,29 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
             Body::Clock(StreamPlan {
                 interval_ms: settings.interval_ms,
                 retry_ms: clock::jitter(settings.retry_ms),
+                max_age_ms: clock::jitter(settings.max_stream_age.as_secs() * 1000),
                 keep_alive: settings.keep_alive,
+                write_timeout: settings.write_timeout,
                 start: clock::start_after(last_event_ids(head).into_iter(), site.clock.now_ms()),
             }),
         )),
         // A full server's stream ends at once: an `EventSource` comes back
         // after `retry`, but an error status ends it for good (WHATWG 9.2.3).
+        // A usable `Last-Event-ID` is given back, as the blank line sets the
+        // client's last event ID (`sse.rs`):
         // ```text
         // : full, come back later\n
+        // id: 1795618800000\n
         // retry: 3712\n
         // \n
         // ```
         (Ok(Route::Events), true) => {
             let mut block = Vec::new();
             sse::encode_comment(&mut block, "full, come back later");
+            let ids = last_event_ids(head).into_iter();
+            if let Start::Resume(last_ms) = clock::start_after(ids, site.clock.now_ms()) {
+                sse::encode_id(&mut block, last_ms);
+            }
             sse::encode_retry(&mut block, clock::jitter(settings.retry_ms));
             sse::end_block(&mut block);
             Some(stream_response(head, settings, Body::Events(block)))
@@ -282,15 +293,12 @@ pub fn serve(
     ));
 }
 
-/// Writes head and body in one write (two small ones can wait on a delayed
-/// ACK); returns what went out, for the log. HEAD gets no body (RFC 9110 9.3.2).
-fn write_response(
-    mut socket: &TcpStream,
-    response: Response,
-    head_only: bool,
-    site: &Site,
-) -> String {
-    if let Err(error) = socket.set_write_timeout(Some(site.settings.write_timeout)) {
+/// Writes head and body in one block (two small writes can wait on a delayed
+/// ACK) within the write timeout; returns what went out, for the log. HEAD
+/// gets no body (RFC 9110 9.3.2).
+fn write_response(socket: &TcpStream, response: Response, head_only: bool, site: &Site) -> String {
+    let (timeout, since) = (site.settings.write_timeout, Instant::now());
+    if let Err(error) = socket.set_write_timeout(Some(timeout)) {
         return format!("0 bytes ({error})");
     }
     let mut date = String::new();
@@ -307,7 +315,7 @@ fn write_response(
         }
     };
     bytes.extend_from_slice(&body);
-    match socket.write_all(&bytes) {
+    match sse::write_within(socket, &bytes, since, timeout) {
         Ok(()) => format!("{} bytes", body.len()),
         Err(error) => format!("0 bytes ({error})"),
     }
@@ -358,6 +366,7 @@ mod tests {
                 head_timeout: HEAD_TIMEOUT,
                 write_timeout: WRITE_TIMEOUT,
                 keep_alive: clock::KEEP_ALIVE,
+                max_stream_age: Duration::ZERO,
                 quiet: true,
             },
             clock: Clock::start(),

@@ -409,6 +409,9 @@ impl EventStream {
     pub fn next_tick(&mut self) -> (u64, String) {
         loop {
             let block = self.next_block();
+            if block.get("event").is_some() {
+                continue; // a named event, such as a resumed opening with its `id:`
+            }
             if let (Some(id), Some(data)) = (block.get("id"), block.get("data")) {
                 return (id.parse().expect("numeric id"), data.to_owned());
             }
