@@ -67,8 +67,8 @@ impl Clock {
         self.origin.checked_add(after_origin).unwrap_or(self.origin)
     }
 
-    /// Tick `k` woke `late`. The window's rule: a tick over 2 ms late widens the
-    /// whole window by 1 ms / `open`, one tick in 100 on time narrows it as much.
+    /// Tick `k` woke `late`. The window's rule: a tick over 2 ms late widens the whole
+    /// window by 1 ms / `open` (less below 1,000), one tick in 100 on time narrows it as much.
     /// So it widens by at most 1 ms a second (gaps stay within 1 ms of the
     /// interval) and settles where 1 tick in 100 is late, never over half an interval.
     fn report_late(&self, late: Duration, k: u64, open: usize, interval_ms: u64) {
