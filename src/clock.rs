@@ -7,7 +7,7 @@ use std::fmt::{Display, Write as _};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,8 +31,9 @@ pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 /// Wall and monotonic clock this far apart since the last wake: a step (NTP slews less).
 const LEAST_STEP: Duration = Duration::from_secs(1);
 
-/// Each open stream widens `spread_ms`'s window by this: 10,000 share 250 ms.
-const SPREAD_US_PER_STREAM: u64 = 25;
+/// `spread_ms`'s window per open stream: 40 µs at start (400 ms for 10,000), at
+/// least 25; in ps, so that a step of `report_late` is a whole number.
+const SPREAD_PS_PER_STREAM: [u64; 2] = [40_000_000, 25_000_000];
 
 /// A stream's place in that window, drawn once: `place` of `PLACES`.
 const PLACES: u64 = 1_000_000;
@@ -47,11 +48,14 @@ const AGED_RETRY_MS: u64 = 250;
 /// The system's wall clock, read at every use (a vDSO call, no system call):
 /// a step (NTP on a board with no battery-backed clock, `date -s`, a suspend)
 /// shows in `Date`, in judging `Last-Event-ID`, in streams (`step_note`).
-pub struct Clock;
+pub struct Clock {
+    spread_ps: AtomicU64, // the tick window per open stream, for all streams
+}
 
 impl Clock {
     pub fn start() -> Clock {
-        Clock
+        let spread_ps = AtomicU64::new(SPREAD_PS_PER_STREAM[0]);
+        Clock { spread_ps }
     }
 
     fn now(&self) -> Duration {
@@ -61,6 +65,24 @@ impl Clock {
 
     pub fn now_ms(&self) -> u64 {
         millis(self.now())
+    }
+
+    /// Tick `k` woke `late`. The window's rule: a tick over 2 ms late widens the whole
+    /// window by 1 ms / `open` (less below 1,000), one tick in 100 on time narrows it as much.
+    /// So it widens by at most 1 ms a second (gaps stay within 1 ms of the
+    /// interval) and settles where 1 tick in 100 is late, never over half an interval.
+    fn report_late(&self, late: Duration, k: u64, open: usize, interval_ms: u64) {
+        let streams = u64::try_from(open).unwrap_or(u64::MAX).max(1);
+        let step = (1_000_000_000 / streams.max(1000).saturating_pow(2)).max(1);
+        let most = interval_ms.saturating_mul(500_000_000) / streams;
+        let next = |ps: u64| match (late > Duration::from_millis(2), k % 100) {
+            (true, _) => Some((ps + step).min(most)),
+            (false, 0) => Some(ps.saturating_sub(step).max(SPREAD_PS_PER_STREAM[1])),
+            _ => None,
+        };
+        let _ = self
+            .spread_ps
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, next);
     }
 }
 
@@ -174,12 +196,11 @@ impl Schedule {
 
 /// How far after each boundary a stream's ticks fall, so that threads do not
 /// all wake at once (README, Performance): its place in a window as wide as the
-/// streams open now (at most half an interval), so early streams do not crowd.
-fn spread_ms(place: u64, open_streams: usize, interval_ms: u64) -> u64 {
+/// streams open now, `spread_ps` each, at most half an interval: early ones do not crowd.
+fn spread_ms(place: u64, open_streams: usize, interval_ms: u64, spread_ps: &AtomicU64) -> u64 {
     let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
-    let window_us = streams
-        .saturating_mul(SPREAD_US_PER_STREAM)
-        .min(interval_ms.saturating_mul(500));
+    let window_us = streams.saturating_mul(spread_ps.load(Ordering::Relaxed)) / 1_000_000;
+    let window_us = window_us.min(interval_ms.saturating_mul(500));
     window_us.saturating_mul(place) / PLACES / 1000
 }
 
@@ -353,7 +374,7 @@ fn run_clock(
             (k, ticks) = (k + 1, ticks + 1);
         }
         let open = clients.load(Ordering::SeqCst);
-        schedule.offset_ms = spread_ms(place, open, stream.interval_ms);
+        schedule.offset_ms = spread_ms(place, open, stream.interval_ms, &clock.spread_ps);
         // The named events after a write's ticks, the place to add one: `clients`, if changed.
         if ticks > 0 && open != said {
             (said, named) = (open, named + 1);
@@ -389,6 +410,9 @@ fn run_clock(
         } else if wait > stream.keep_alive {
             sse::encode_comment(&mut block, "keep-alive");
             sse::end_block(&mut block);
+        } else {
+            let late = wall.saturating_sub(schedule.due(k));
+            clock.report_late(late, k, open, stream.interval_ms);
         }
     }
 }
@@ -465,16 +489,47 @@ mod tests {
 
     #[test]
     fn the_spread_widens_with_the_streams_and_stays_within_half_an_interval() {
-        let most = |streams, interval| {
-            (0..300)
-                .map(|_| spread_ms(random_below(PLACES), streams, interval))
-                .max()
-        };
-        assert_eq!(most(1, 1000), Some(0), "one viewer: on the boundary");
-        assert!(most(1000, 1000) <= Some(24));
-        assert!(most(10_000, 1000) >= Some(200), "spread out");
-        assert!(most(10_000, 1000) <= Some(249));
-        assert!(most(10_000, 100) <= Some(49));
+        let last = PLACES - 1;
+        for (place, streams, interval_ms, spread_ps, offset_ms) in [
+            (last, 1, 1000, 40_000_000, 0), // one viewer: on the boundary
+            (PLACES / 2, 1000, 1000, 40_000_000, 20),
+            (last, 1000, 1000, 40_000_000, 39),
+            (last, 10_000, 1000, 40_000_000, 399),
+            (last, 10_000, 1000, 60_000_000, 499), // half an interval at most
+            (last, 10_000, 100, 40_000_000, 49),
+        ] {
+            let spread = AtomicU64::new(spread_ps);
+            let offset = spread_ms(place, streams, interval_ms, &spread);
+            assert_eq!(offset, offset_ms, "{streams} streams, {spread_ps} ps each");
+        }
+    }
+
+    #[test]
+    fn the_window_widens_while_ticks_are_late_and_narrows_slowly_when_not() {
+        let clock = Clock::start();
+        let late = Duration::from_millis(3);
+        let on_time = Duration::from_millis(1);
+        for (woke, k, streams, interval_ms, spread_ps) in [
+            (late, 1, 10_000, 1000, 40_000_010), // 1 ms / 10,000 wider in all
+            (on_time, 1, 10_000, 1000, 40_000_010),
+            (on_time, 200, 10_000, 1000, 40_000_000), // one tick in 100 narrows
+            (late, 1, 100, 1000, 40_001_000),         // a step is as for 1,000 streams
+            (on_time, 100, 100, 1000, 40_000_000),
+            (late, 1, 10_000, 100, 5_000_000), // no more than half an interval
+            (on_time, 0, 10_000, 1000, 25_000_000), // no less than 25 µs
+        ] {
+            clock.report_late(woke, k, streams, interval_ms);
+            assert_eq!(
+                clock.spread_ps.load(Ordering::Relaxed),
+                spread_ps,
+                "{woke:?} {k} {streams}"
+            );
+        }
+        for _ in 0..10_000 {
+            clock.report_late(late, 1, 10_000, 1000);
+        }
+        let window_us = 10_000 * clock.spread_ps.load(Ordering::Relaxed) / 1_000_000;
+        assert_eq!(window_us, 251_000, "a second of late ticks: 1 ms wider");
     }
 
     #[test]
