@@ -165,9 +165,8 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
     }
 }
 
-/// The ids to resume after: the `Last-Event-ID` field, or without one, the query's
-/// `lastEventId` (`/events?lastEventId=1795623033000`; a page's own `EventSource`
-/// cannot set fields), taken as written: ids are digits (`%31` is ignored).
+/// The ids to resume after: `Last-Event-ID`, or without it the query's `lastEventId`
+/// (a page's own `EventSource` cannot set fields), not percent-decoded: ids are digits.
 fn last_event_ids<'a>(head: &'a Head) -> Vec<&'a str> {
     let fields: Vec<&str> = head.field_values("last-event-id").collect();
     if !fields.is_empty() {
@@ -249,8 +248,8 @@ pub fn read_request(socket: &TcpStream, deadline: Instant) -> Result<Head, Reque
     read_head(&mut BufReader::with_capacity(READ_BUFFER_BYTES, reader))
 }
 
-/// Answers one request, closes, and logs a line, as in the README: the request
-/// line (`Head::request_line`), or `-` for a head refused whole (400, 408, 414...).
+/// Answers one request, closes, and logs the README's line: `Head::request_line`,
+/// or `-` for a head refused whole (400, 408, 414, 431, 501, 505).
 pub fn serve(
     socket: &TcpStream,
     peer: SocketAddr,

@@ -77,8 +77,7 @@ impl Slots {
         Ok(Slot { slots, waiter })
     }
 
-    /// Closes the connection that has waited longest for its head, if any
-    /// (`accept` found no descriptor free: this frees one, and a slot).
+    /// Closes the oldest waiting connection, for an `accept` short of descriptors.
     pub fn reclaim_oldest(&self) -> bool {
         self.lock().reclaim_oldest()
     }
