@@ -107,8 +107,7 @@ impl Head {
 /// ```
 pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
     let mut reader = reader.take(MAX_HEAD_BYTES as u64);
-    // Sized once for a typical line, so that reading a head rarely grows it.
-    let mut line = Vec::with_capacity(256);
+    let mut line = Vec::with_capacity(256); // room for a typical line: rarely grown
     // Section 2.2: a server SHOULD ignore empty lines before the request line.
     while line.is_empty() {
         read_line(&mut reader, &mut line).map_err(|error| match error {
@@ -202,7 +201,7 @@ fn parse_version(text: &[u8]) -> Result<Version, RequestError> {
 
 /// `field-line = field-name ":" OWS field-value OWS` (section 5).
 fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
-    // Section 5.2: a server may reject obsolete line folding with 400.
+    // Section 5.2: a server MUST reject obsolete line folding with 400, or unfold it.
     if let [b' ' | b'\t', ..] = line {
         return malformed("obsolete line folding");
     }
