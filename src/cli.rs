@@ -1,6 +1,5 @@
-//! Lesson 6a: the command line and the environment, read once at start-up
-//! into a checked `Config`. A mistake gets one line of reason, the usage,
-//! and exit status 2 (`main.rs`), as most tools do for a usage error.
+//! Lesson 6a: the command line and the environment, read once into a checked
+//! `Config`. A mistake gets a line of reason, the usage, and the usual exit status 2.
 
 use std::env;
 use std::ffi::OsString;
@@ -62,15 +61,12 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
         },
     };
     let settings = &mut config.settings;
-    let mut args = args.map(|arg| {
-        arg.into_string()
-            .map_err(|_| "arguments must be UTF-8".to_owned())
-    });
+    let mut args = args.map(|arg| arg.into_string().map_err(|_| "arguments must be UTF-8"));
     while let Some(flag) = args.next() {
         let flag = flag?;
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| Err(format!("{flag} needs a value")))
+        let mut value = || match args.next() {
+            Some(value) => Ok(value?),
+            None => Err(format!("{flag} needs a value")),
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
@@ -95,23 +91,17 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
 }
 
 fn number(flag: &str, text: &str, range: RangeInclusive<u64>) -> Result<u64, String> {
-    match text.parse() {
-        Ok(number) if range.contains(&number) => Ok(number),
-        _ => Err(format!(
-            "{flag} takes a whole number from {} to {}, not {text:?}",
-            range.start(),
-            range.end()
-        )),
-    }
+    let (start, end) = (range.start(), range.end());
+    let number = text.parse().ok().filter(|number| range.contains(number));
+    number.ok_or_else(|| format!("{flag} takes a whole number from {start} to {end}, not {text:?}"))
 }
 
 /// `HOST:PORT`, where HOST is an IP address (IPv6 in brackets) or a name.
 fn check_addr(addr: String) -> Result<String, String> {
+    let why = format!("--addr takes HOST:PORT, such as 127.0.0.1:8080, not {addr:?}");
     match addr.to_socket_addrs().map(|mut resolved| resolved.next()) {
         Ok(Some(_)) => Ok(addr),
-        _ => Err(format!(
-            "--addr takes HOST:PORT, such as 127.0.0.1:8080, not {addr:?}"
-        )),
+        _ => Err(why),
     }
 }
 

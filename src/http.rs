@@ -1,6 +1,5 @@
-//! Lesson 4b: answering one request. A connection carries exactly one: its
-//! head is read by a deadline (`request.rs` parses it), routed, answered
-//! under a write deadline, and the connection closes without losing it.
+//! Lesson 4b: the one request a connection carries, its head read by a deadline,
+//! routed, answered under a write deadline, then closed without losing the answer.
 //! Specs: RFC 9112 sections 6.3 (where a body ends), 9.3 and 9.6 (closing);
 //! RFC 9110 sections 6.6.1 (`Date`), 9.3.1-9.3.2 (GET, HEAD), 15 (statuses).
 //! Every answer is a `Response`, put on the wire by `write_response`:
@@ -79,27 +78,24 @@ pub enum Route {
 
 /// Picks what to serve: GET or HEAD of `/` (or `/index.html`) or `/events`.
 pub fn route(head: &Head) -> Result<Route, RequestError> {
-    if head.method != "GET" && head.method != "HEAD" {
-        return Err(RequestError::MethodNotAllowed);
-    }
-    match request_path(&head.target) {
-        "/" | "/index.html" => Ok(Route::Page),
-        "/events" => Ok(Route::Events),
-        _ => Err(RequestError::NotFound),
+    match (head.method.as_str(), request_path(&head.target)) {
+        ("GET" | "HEAD", "/" | "/index.html") => Ok(Route::Page),
+        ("GET" | "HEAD", "/events") => Ok(Route::Events),
+        ("GET" | "HEAD", _) => Err(RequestError::NotFound),
+        _ => Err(RequestError::MethodNotAllowed),
     }
 }
 
 /// The path of `/events?x=1`, or of `http://host/events?x=1` (absolute-form,
 /// which a server MUST accept, RFC 9112 section 3.2.2): `/events`.
 fn request_path(target: &str) -> &str {
-    let without_query = target.split('?').next().unwrap_or_default();
-    let scheme = ["http://", "https://"].iter().find_map(|scheme| {
-        let start = without_query.get(..scheme.len())?;
-        start.eq_ignore_ascii_case(scheme).then_some(scheme.len())
+    let path = target.split('?').next().unwrap_or_default();
+    let absolute = path.split_once("://").filter(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
     });
-    match scheme.and_then(|len| without_query.get(len..)) {
-        Some(rest) => rest.find('/').and_then(|at| rest.get(at..)).unwrap_or("/"),
-        None => without_query,
+    match absolute {
+        Some((_, rest)) => rest.find('/').and_then(|at| rest.get(at..)).unwrap_or("/"),
+        None => path,
     }
 }
 
@@ -126,24 +122,23 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
         Err(error) => return error_response(error),
     };
     let settings = &site.settings;
+    let start = || clock::start_after(last_event_ids(head).into_iter(), site.clock.now_ms());
     match (route(head), full) {
-        (Ok(Route::Page), false) => Some(sized("200 OK", "text/html", Cow::Borrowed(PAGE))),
-        (Ok(Route::Events), false) => Some(stream_response(
-            head,
-            settings,
-            Body::Clock(StreamPlan {
+        (Ok(Route::Page), false) => Some(sized("200 OK", "text/html", PAGE)),
+        (Ok(Route::Events), false) => {
+            let plan = StreamPlan {
                 interval_ms: settings.interval_ms,
                 retry_ms: clock::jitter(settings.retry_ms),
                 max_age_ms: clock::jitter(settings.max_stream_age.as_secs() * 1000),
                 keep_alive: settings.keep_alive,
                 write_timeout: settings.write_timeout,
-                start: clock::start_after(last_event_ids(head).into_iter(), site.clock.now_ms()),
-            }),
-        )),
-        // A full server's stream ends at once: an `EventSource` comes back
-        // after `retry`, but an error status ends it for good (WHATWG 9.2.3).
-        // A usable `Last-Event-ID` is given back, as the blank line sets the
-        // client's last event ID (`sse.rs`):
+                start: start(),
+            };
+            Some(stream_response(head, settings, Body::Clock(plan)))
+        }
+        // A full server's stream ends at once, so `EventSource` retries after `retry`
+        // (an error status would end it for good, WHATWG 9.2.3), and keeps a usable
+        // `Last-Event-ID`: the blank line sets the last event ID to `id:` (`sse.rs`):
         // ```text
         // : full, come back later\n
         // id: 1795618800000\n
@@ -153,15 +148,14 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
         (Ok(Route::Events), true) => {
             let mut block = Vec::new();
             sse::encode_comment(&mut block, "full, come back later");
-            let ids = last_event_ids(head).into_iter();
-            if let Start::Resume(last_ms) = clock::start_after(ids, site.clock.now_ms()) {
+            if let Start::Resume(last_ms) = start() {
                 sse::encode_id(&mut block, last_ms);
             }
             sse::encode_retry(&mut block, clock::jitter(settings.retry_ms));
             sse::end_block(&mut block);
             Some(stream_response(head, settings, Body::Events(block)))
         }
-        // RFC 9110 10.2.3; 5 s is the order of a browser's `retry`.
+        // RFC 9110 15.6.4 and 10.2.3; 5 s is the order of a browser's `retry`.
         (Ok(Route::Page), true) => {
             let mut busy = plain_text("503 Service Unavailable");
             busy.fields.push_str("Retry-After: 5\r\n");
@@ -171,20 +165,16 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
     }
 }
 
-/// The ids to resume after: the `Last-Event-ID` field, or only without one,
-/// `lastEventId` in the query (`/events?lastEventId=1795623033000`): a page
-/// that opens its own `EventSource` cannot set fields. Ids are digits, never
-/// percent-encoded, so the value is taken as written (`%31` is ignored).
-fn last_event_ids(head: &Head) -> Vec<&str> {
+/// The ids to resume after: `Last-Event-ID`, or without it the query's `lastEventId`
+/// (a page's own `EventSource` cannot set fields), not percent-decoded: ids are digits.
+fn last_event_ids<'a>(head: &'a Head) -> Vec<&'a str> {
     let fields: Vec<&str> = head.field_values("last-event-id").collect();
     if !fields.is_empty() {
         return fields;
     }
     let query = head.target.split_once('?').map_or("", |(_, query)| query);
-    let params = query
-        .split('&')
-        .filter_map(|param| param.strip_prefix("lastEventId="));
-    params.collect()
+    let id = |param: &'a str| param.strip_prefix("lastEventId=");
+    query.split('&').filter_map(id).collect()
 }
 
 /// A 200 that starts an event stream: `sse::STREAM_FIELDS`, then CORS (Fetch
@@ -226,18 +216,17 @@ fn error_response(error: &RequestError) -> Option<Response> {
 
 /// A one-line `text/plain` answer, `404 Not Found\n`.
 fn plain_text(status: &'static str) -> Response {
-    let body = format!("{status}\n").into_bytes();
-    sized(status, "text/plain", Cow::Owned(body))
+    sized(status, "text/plain", format!("{status}\n").into_bytes())
 }
 
 /// An answer with a body of known length; `nosniff`: browsers take our type.
-fn sized(status: &'static str, media_type: &str, body: Cow<'static, [u8]>) -> Response {
+fn sized(status: &'static str, media_type: &str, body: impl Into<Cow<'static, [u8]>>) -> Response {
     let fields =
         format!("Content-Type: {media_type}; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n");
     Response {
         status,
         fields,
-        body: Body::Sized(body),
+        body: Body::Sized(body.into()),
     }
 }
 
@@ -259,9 +248,8 @@ pub fn read_request(socket: &TcpStream, deadline: Instant) -> Result<Head, Reque
     read_head(&mut BufReader::with_capacity(READ_BUFFER_BYTES, reader))
 }
 
-/// Answers one request, closes, and logs a line: the request line, cut after
-/// 200 bytes with `…(cut)` (a stream keeps only that of its request), or `-`
-/// for a head refused whole (400, 408, 414, 431, 501, 505), as in the README.
+/// Answers one request, closes, and logs the README's line: `Head::request_line`,
+/// or `-` for a head refused whole (400, 408, 414, 431, 501, 505).
 pub fn serve(
     socket: &TcpStream,
     peer: SocketAddr,
@@ -288,14 +276,12 @@ pub fn serve(
     // Not a float: float formatting alone adds 16 KB to the binary.
     let took = started.elapsed();
     let (seconds, ms) = (took.as_secs(), took.subsec_millis());
-    site.log(&format!(
-        "{peer} \"{request_line}\" {code} {sent}{why} {seconds}.{ms:03}s"
-    ));
+    let line = format!("{peer} \"{request_line}\" {code} {sent}{why} {seconds}.{ms:03}s");
+    site.log(&line);
 }
 
-/// Writes head and body in one block (two small writes can wait on a delayed
-/// ACK) within the write timeout; returns what went out, for the log. HEAD
-/// gets no body (RFC 9110 9.3.2).
+/// Writes head and body in one block (two small writes can wait on a delayed ACK)
+/// within the write timeout, HEAD no body (RFC 9110 9.3.2); returns what went out.
 fn write_response(socket: &TcpStream, response: Response, head_only: bool, site: &Site) -> String {
     let (timeout, since) = (site.settings.write_timeout, Instant::now());
     if let Err(error) = socket.set_write_timeout(Some(timeout)) {
@@ -344,11 +330,7 @@ impl Read for Deadlined<'_> {
             return Err(io::ErrorKind::TimedOut.into());
         }
         self.socket.set_read_timeout(Some(left))?;
-        self.socket.read(buf).map_err(|error| match error.kind() {
-            // A read that ran out of time: `WouldBlock` on Unix.
-            io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut.into(),
-            _ => error,
-        })
+        self.socket.read(buf)
     }
 }
 

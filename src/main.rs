@@ -1,9 +1,6 @@
-//! sse-clock: a Server-Sent Events clock on a small, blocking, std-only
-//! HTTP/1.1 server, to be read in this order (each file uses only those before):
-//! `sse.rs`, the event stream format; `clock.rs`, one viewer's stream;
-//! `static/index.html`, `EventSource` in a page; `request.rs` and `http.rs`,
-//! one request and its answer; `slots.rs`, the connection cap; `cli.rs` and
-//! this file: the command line, bind, accept, a thread per connection.
+//! sse-clock: a Server-Sent Events clock on a small, blocking, std-only HTTP/1.1
+//! server. Read in order, each file using only those before it: `sse.rs`, `clock.rs`,
+//! `static/index.html`, `request.rs`, `http.rs`, `slots.rs`, `cli.rs`, and this one.
 
 mod cli;
 mod clock;
@@ -12,16 +9,13 @@ mod request;
 mod slots;
 mod sse;
 
-use std::env;
-use std::io::{self, Write};
-use std::iter;
+use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
-use std::thread;
+use std::sync::{Arc, atomic::AtomicUsize};
 use std::time::{Duration, Instant};
+use std::{env, iter, thread};
 
 use http::Site;
 use slots::Slots;
@@ -57,8 +51,7 @@ fn main() -> ExitCode {
         }
     };
     let max_connections = reserve_files(&listener, config.max_connections);
-    // Scripts and tests read this line to learn the real port.
-    say(&format!("Listening on http://{addr}"));
+    say(&format!("Listening on http://{addr}")); // how scripts learn the real port
     let site = Site {
         settings: config.settings,
         clock: clock::Clock::start(),
@@ -75,24 +68,20 @@ fn say(line: &str) -> ExitCode {
 
 fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
     let listener = TcpListener::bind(addr).map_err(|error| match error.kind() {
-        io::ErrorKind::AddrInUse => {
-            format!("{addr} is already in use (another server on that port?)")
-        }
+        ErrorKind::AddrInUse => format!("{addr} is already in use (another server on that port?)"),
         _ => format!("cannot listen on {addr}: {error}"),
     })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+    let bound = listener.local_addr();
+    let bound = bound.map_err(|error| format!("cannot read the bound address: {error}"))?;
     Ok((listener, bound))
 }
 
-/// Makes room for `max` connections in the table of open files, or returns
-/// the cap that fits the soft limit. The descriptors: one per connection, its
-/// socket; besides, stdin, stdout, stderr and the listener (open already), one
-/// per turn-away thread's socket, and `CLOSING_FILES`. Copies of the listener
-/// grow the table once, now, while this is the only thread (later, each
-/// doubling would stall `accept` for an RCU grace period, 10 to 20 ms); the
-/// first that fails (EMFILE) finds the limit: the last one's number + 1.
+/// Makes room for `max` connections in the table of open files, or returns the
+/// cap that fits the soft limit: a socket per connection, besides stdin, stdout,
+/// stderr, the listener (open already), one per turn-away thread, `CLOSING_FILES`.
+/// Copies of the listener grow the table once, now, while this is the only thread
+/// (later, each doubling would stall `accept` for an RCU grace period, 10 to 20
+/// ms); the first that fails (EMFILE) finds the limit: the last copy's number + 1.
 fn reserve_files(listener: &TcpListener, max: usize) -> usize {
     let others = slots::TURN_AWAY_THREADS + CLOSING_FILES;
     let copies = iter::repeat_with(|| listener.try_clone()).take(max + others);
@@ -116,14 +105,14 @@ fn reserve_files(listener: &TcpListener, max: usize) -> usize {
 /// Accepts for ever: each connection gets a slot, a turn-away thread, or closed.
 fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> ! {
     let mut full_logged: Option<Instant> = None;
-    let (mut accepting, mut starting) = (Burst("accept", 0), Burst("starting a thread", 0));
+    let (mut accepting, mut starting) = (0, 0); // failures in a row
     loop {
         let accepted = listener.accept();
         // Out of descriptors (EMFILE, ENFILE): a connection still silent gives its up.
         if let Err(Some(23 | 24)) = accepted.as_ref().map_err(io::Error::raw_os_error) {
             slots.reclaim_oldest();
         }
-        accepting.log(site, accepted.as_ref().err());
+        log_failures(site, "accept", &mut accepting, &accepted);
         // Usually passing (out of descriptors, an early reset): pause, go on.
         let Ok((socket, peer)) = accepted else {
             thread::sleep(ACCEPT_BACKOFF);
@@ -137,34 +126,25 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
                     site.log("full (--max-connections): every slot taken; turning newcomers away");
                     full_logged = Some(Instant::now());
                 }
-                // No turn-away thread free: dropping the socket closes it.
-                let Some(turn) = slots.claim_turn_away() else {
-                    continue;
-                };
-                Box::new(move || slots::turn_away(turn, socket, peer, &shared))
+                match slots.claim_turn_away() {
+                    Some(turn) => Box::new(move || slots::turn_away(turn, socket, peer, &shared)),
+                    None => continue, // no turn-away thread free: dropping the socket closes it
+                }
             }
         };
         // Without a thread, dropping `work` closes the connection and frees its slot.
         let spawned = thread::Builder::new().stack_size(STACK_BYTES).spawn(work);
-        starting.log(site, spawned.err().as_ref());
+        log_failures(site, "starting a thread", &mut starting, &spawned);
     }
 }
 
-/// A run of failures in a row (out of descriptors, of threads): `.1` of `.0`.
-struct Burst(&'static str, u64);
-
-impl Burst {
-    /// Logs the first failure of a run and the success that ends it, never
-    /// a line per connection.
-    fn log(&mut self, site: &Site, failed: Option<&io::Error>) {
-        let Burst(what, failures) = self;
-        match failed {
-            Some(error) if *failures == 0 => site.log(&format!("{what} failed: {error}")),
-            None if *failures > 0 => {
-                site.log(&format!("{what} works again after {failures} failures"))
-            }
-            _ => {}
-        }
-        *failures = failed.map_or(0, |_| *failures + 1);
+/// Logs the first of a run of failures (out of descriptors, of threads) and the
+/// success that ends it, never a line per connection; `failed` counts the run.
+fn log_failures<T>(site: &Site, what: &str, failed: &mut u64, result: &io::Result<T>) {
+    match result {
+        Err(error) if *failed == 0 => site.log(&format!("{what} failed: {error}")),
+        Ok(_) if *failed > 0 => site.log(&format!("{what} works again after {failed} failures")),
+        _ => {}
     }
+    *failed = result.as_ref().map_or(*failed + 1, |_| 0);
 }

@@ -1,18 +1,16 @@
-//! Lesson 4a: reading one HTTP/1.1 request head, within limits, and
-//! everything a request can get wrong. No socket: the parser reads any
-//! `BufRead`, so a byte string is a whole test case.
-//! Spec: RFC 9112 sections 2.2, 2.3, 3, 3.2, 5, 6.1 and 6.3; RFC 9110
-//! sections 2.5 (versions), 5.6.2 (tokens) and 15 (statuses).
+//! Lesson 4a: reading one HTTP/1.1 request head within limits, and all that a
+//! request can get wrong. No socket: the parser reads any `BufRead`, so a byte
+//! string is a whole test case. Spec: RFC 9112 sections 2.2, 2.3, 3, 3.2, 5,
+//! 6.1 and 6.3; RFC 9110 sections 2.5 (versions), 5.6.2 (tokens), 15 (statuses).
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Take};
 
 /// The most bytes a head may take, line ends included: a browser's is usually
 /// under 1 KiB; nginx's default limit for one line is 8 KiB too. A request
 /// line over it by itself (8,191 bytes and CRLF) is `414`; a head over it, `431`.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
-/// The most of the request line kept for the log line: a stream keeps it
-/// to its end, and the client chooses its length.
+/// The most of the request line kept for the log, which a stream holds to its end.
 pub const MAX_LOGGED_LINE_BYTES: usize = 200;
 
 /// The most field lines one head may carry.
@@ -67,6 +65,11 @@ impl RequestError {
     }
 }
 
+/// `Err(Malformed(why))`, the `400` of every syntax check below.
+fn malformed<T>(why: &'static str) -> Result<T, RequestError> {
+    Err(RequestError::Malformed(why))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     Http10,
@@ -88,11 +91,10 @@ pub struct Head {
 impl Head {
     /// The values of every field called `name`.
     pub fn field_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        let named = move |(field, _): &&(String, String)| field.eq_ignore_ascii_case(name);
-        self.fields
-            .iter()
-            .filter(named)
-            .map(|(_, value)| value.as_str())
+        let named = move |(field, value): &'a (String, String)| {
+            field.eq_ignore_ascii_case(name).then_some(value.as_str())
+        };
+        self.fields.iter().filter_map(named)
     }
 }
 
@@ -104,19 +106,18 @@ impl Head {
 /// \r\n                              end of head
 /// ```
 pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
-    let mut budget = MAX_HEAD_BYTES;
-    // Sized once for a typical line, so that reading a head rarely grows it.
-    let mut line = Vec::with_capacity(256);
+    let mut reader = reader.take(MAX_HEAD_BYTES as u64);
+    let mut line = Vec::with_capacity(256); // room for a typical line: rarely grown
     // Section 2.2: a server SHOULD ignore empty lines before the request line.
     while line.is_empty() {
-        read_line(reader, &mut budget, &mut line).map_err(|error| match error {
+        read_line(&mut reader, &mut line).map_err(|error| match error {
             RequestError::HeadTooLarge => RequestError::LineTooLong,
             other => other,
         })?;
     }
     let mut head = parse_request_line(&line)?;
     for field_count in 1.. {
-        read_line(reader, &mut budget, &mut line)?;
+        read_line(&mut reader, &mut line)?;
         if line.is_empty() {
             break;
         }
@@ -124,10 +125,8 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
             return Err(RequestError::HeadTooLarge);
         }
         let (name, value) = parse_field_line(&line)?;
-        if FIELDS_READ
-            .iter()
-            .any(|read| name.eq_ignore_ascii_case(read.as_bytes()))
-        {
+        let kept = |read: &&str| name.eq_ignore_ascii_case(read.as_bytes());
+        if FIELDS_READ.iter().any(kept) {
             let text = |bytes| String::from_utf8_lossy(bytes).into_owned();
             head.fields.push((text(name), text(value)));
         }
@@ -138,24 +137,17 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Head, RequestError> {
 }
 
 /// Reads one line into `line`, without its CRLF (or bare LF, section 2.2),
-/// spending at most `budget` bytes: past it, `HeadTooLarge`.
-fn read_line(
-    reader: &mut impl BufRead,
-    budget: &mut usize,
-    line: &mut Vec<u8>,
-) -> Result<(), RequestError> {
+/// out of what is left of the head's bytes: past them, `HeadTooLarge`.
+fn read_line(reader: &mut Take<impl BufRead>, line: &mut Vec<u8>) -> Result<(), RequestError> {
     line.clear();
-    let limit = u64::try_from(*budget).unwrap_or(u64::MAX);
-    let read = reader
-        .take(limit)
-        .read_until(b'\n', line)
-        .map_err(|error| match error.kind() {
-            io::ErrorKind::TimedOut => RequestError::Timeout,
-            _ => RequestError::Closed,
-        })?;
-    *budget = budget.saturating_sub(read);
+    let read = reader.read_until(b'\n', line);
+    read.map_err(|error| match error.kind() {
+        // No bytes in time: `TimedOut`, or `WouldBlock` from a socket timeout on Unix.
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => RequestError::Timeout,
+        _ => RequestError::Closed,
+    })?;
     if line.pop() != Some(b'\n') {
-        return Err(match *budget {
+        return Err(match reader.limit() {
             0 => RequestError::HeadTooLarge,
             _ => RequestError::Closed,
         });
@@ -172,15 +164,13 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(RequestError::Malformed(
-            "request line is not method SP target SP version",
-        ));
+        return malformed("request line is not method SP target SP version");
     };
     if !is_token(method) {
-        return Err(RequestError::Malformed("method is not a token"));
+        return malformed("method is not a token");
     }
     if target.is_empty() || !target.iter().all(u8::is_ascii_graphic) {
-        return Err(RequestError::Malformed("target is not visible ASCII"));
+        return malformed("target is not visible ASCII");
     }
     let text = |bytes| String::from_utf8_lossy(bytes).into_owned(); // ASCII: lossless
     // Cut anywhere: in ASCII every byte is a whole character.
@@ -199,39 +189,37 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
 /// answered as 1.1: minor versions are compatible (RFC 9110 section 2.5).
 fn parse_version(text: &[u8]) -> Result<Version, RequestError> {
     let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = text else {
-        return Err(RequestError::Malformed("not an HTTP version"));
+        return malformed("not an HTTP version");
     };
     match (major, minor) {
         (b'1', b'0') => Ok(Version::Http10),
         (b'1', b'1'..=b'9') => Ok(Version::Http11),
         (b'0'..=b'9', b'0'..=b'9') => Err(RequestError::VersionNotSupported),
-        _ => Err(RequestError::Malformed("not an HTTP version")),
+        _ => malformed("not an HTTP version"),
     }
 }
 
 /// `field-line = field-name ":" OWS field-value OWS` (section 5).
 fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
-    // Section 5.2: a server may reject obsolete line folding with 400.
+    // Section 5.2: a server MUST reject obsolete line folding with 400, or unfold it.
     if let [b' ' | b'\t', ..] = line {
-        return Err(RequestError::Malformed("obsolete line folding"));
+        return malformed("obsolete line folding");
     }
     let mut halves = line.splitn(2, |&byte| byte == b':');
     let (Some(name), Some(value)) = (halves.next(), halves.next()) else {
-        return Err(RequestError::Malformed("field line without a colon"));
+        return malformed("field line without a colon");
     };
     // Section 5.1: a server MUST reject whitespace before the colon.
     if let [.., b' ' | b'\t'] = name {
-        return Err(RequestError::Malformed(
-            "whitespace between field name and colon",
-        ));
+        return malformed("whitespace between field name and colon");
     }
     if !is_token(name) {
-        return Err(RequestError::Malformed("field name is not a token"));
+        return malformed("field name is not a token");
     }
     // RFC 9110 section 5.5: no control byte (a bare CR or NUL starts header injection);
     // with none, `trim_ascii` strips only the optional spaces and tabs (OWS).
     if value.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
-        return Err(RequestError::Malformed("control byte in a field value"));
+        return malformed("control byte in a field value");
     }
     Ok((name, value.trim_ascii()))
 }
@@ -239,17 +227,14 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
 /// Section 3.2: 400 for more than one `Host` field, none in HTTP/1.1, or an
 /// invalid value: `uri-host [ ":" port ]` (RFC 3986 3.2.2), which may be empty.
 fn check_host(head: &Head) -> Result<(), RequestError> {
-    let host_byte =
-        |byte: u8| byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&byte);
+    let host_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b);
     let hosts: Vec<&str> = head.field_values("host").collect();
     if hosts.iter().any(|host| !host.bytes().all(host_byte)) {
-        return Err(RequestError::Malformed("Host is not host[:port]"));
+        return malformed("Host is not host[:port]");
     }
     match (head.version, hosts.len()) {
         (Version::Http10, 0..=1) | (Version::Http11, 1) => Ok(()),
-        _ => Err(RequestError::Malformed(
-            "more than one Host field, or none in HTTP/1.1",
-        )),
+        _ => malformed("more than one Host field, or none in HTTP/1.1"),
     }
 }
 
@@ -262,13 +247,11 @@ fn check_body_framing(head: &Head) -> Result<(), RequestError> {
     };
     let (codings, lengths) = (list("transfer-encoding"), list("content-length"));
     let chunked = |coding: &&str| coding.eq_ignore_ascii_case("chunked");
-    let malformed = |why| Err(RequestError::Malformed(why));
+    let http10 = head.version == Version::Http10;
     match (codings.split_last(), lengths.first()) {
         (None, None) => Ok(()),
         (Some(_), Some(_)) => malformed("Content-Length with Transfer-Encoding"), // rule 3
-        (Some(_), None) if head.version == Version::Http10 => {
-            malformed("Transfer-Encoding in HTTP/1.0")
-        }
+        (Some(_), None) if http10 => malformed("Transfer-Encoding in HTTP/1.0"),
         (Some((last, [])), None) if chunked(last) => Ok(()),
         (Some((last, before)), None) if chunked(last) && !before.iter().any(chunked) => {
             Err(RequestError::UnknownCoding)

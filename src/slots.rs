@@ -1,9 +1,7 @@
 //! Lesson 5: protection. At most `--max-connections` connections hold a slot
-//! (a thread). When full or out of descriptors, the one waiting longest for
-//! its head makes room, so a flood that never sends a byte (slowloris) only
-//! pushes itself out, never a stream. A newcomer to a full server is answered
-//! on an extra thread.
-//! Specs: RFC 9110 sections 15.6.4 (503) and 10.2.3 (`Retry-After`).
+//! (a thread). When full or out of descriptors, the one waiting longest for its
+//! head makes room: a flood that never sends a byte (slowloris) pushes only
+//! itself out, never a stream. A newcomer to a full server gets an extra thread.
 
 use std::collections::VecDeque;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -79,8 +77,7 @@ impl Slots {
         Ok(Slot { slots, waiter })
     }
 
-    /// Closes the connection that has waited longest for its head, if any
-    /// (`accept` found no descriptor free: this frees one, and a slot).
+    /// Closes the oldest waiting connection, for an `accept` short of descriptors.
     pub fn reclaim_oldest(&self) -> bool {
         self.lock().reclaim_oldest()
     }
@@ -115,9 +112,8 @@ impl State {
     /// a flood the list is long, but it is the newest that send their heads.
     fn stop_waiting(&mut self, waiter: &Arc<Waiter>) {
         if waiter.waiting.swap(false, SeqCst) {
-            let waiting = &mut self.waiting;
-            if let Some(at) = waiting.iter().rposition(|w| Arc::ptr_eq(w, waiter)) {
-                waiting.remove(at);
+            if let Some(at) = self.waiting.iter().rposition(|w| Arc::ptr_eq(w, waiter)) {
+                self.waiting.remove(at);
             }
         }
     }
@@ -130,8 +126,7 @@ impl Slot {
 
     /// Keeps the slot for good, now the head is in; `false` if reclaimed before.
     pub fn keep(&self) -> bool {
-        let mut state = self.slots.lock();
-        state.stop_waiting(&self.waiter);
+        self.slots.lock().stop_waiting(&self.waiter); // out of `waiting`: never reclaimed now
         !self.waiter.reclaimed.load(SeqCst)
     }
 }
@@ -163,9 +158,8 @@ pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
 }
 
 /// A newcomer to a full server, told to come back later (`http::respond`).
-/// One slow with its head is closed unanswered, not given `408`: its route is
-/// unknown, and an error status ends an `EventSource` for good, where a closed
-/// connection is retried after `retry` like the full server's stream (WHATWG 9.2.3).
+/// One slow with its head is closed unanswered: its route is unknown, and a
+/// `408` would end an `EventSource` for good, where a close is retried (WHATWG 9.2.3).
 pub fn turn_away(_turn: TurnAway, socket: TcpStream, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
     let request = match http::read_request(&socket, started + TURN_AWAY_HEAD_TIMEOUT) {

@@ -3,8 +3,7 @@
 //! WHATWG HTML, "Server-sent events" 9.2.5 (parsing) and 9.2.6 (fields),
 //! <https://html.spec.whatwg.org/multipage/server-sent-events.html>.
 //!
-//! A stream's body has no length and ends with its connection (at once when
-//! the server is full, else at a failed write or the stream's age): blocks:
+//! A stream's body is blocks, with no length, until its connection ends:
 //!
 //! ```text
 //! : hello from sse-clock; lines that start with a colon are comments\n
@@ -33,7 +32,7 @@ use std::time::{Duration, Instant};
 
 /// `text/event-stream` is the only type an `EventSource` accepts;
 /// `no-transform` and `X-Accel-Buffering: no` keep proxies from compressing
-/// or buffering. No length, no chunks: the body ends when the connection does.
+/// or buffering.
 pub const STREAM_FIELDS: &str = "Content-Type: text/event-stream\r\n\
 Cache-Control: no-cache, no-transform\r\n\
 X-Accel-Buffering: no\r\n";
@@ -58,22 +57,21 @@ pub struct InvalidField(pub &'static str);
 /// \n                      data: b\n
 ///                         \n
 /// ```
-/// Each data line (split at CRLF, LF or CR) gets a `data:` line; the browser
-/// joins them with LF. Nothing is written when a field is refused.
+/// Each line of data gets a `data:` line; the browser joins them with LF.
+/// The parser drops one space after the colon, so a leading space survives.
+/// A refused field leaves `out` as it was.
 pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField> {
-    let fields = [("event", event.event), ("id", event.id)];
-    for (name, value) in fields {
-        if value.is_some_and(|value| value.contains(['\r', '\n', '\0'])) {
+    let start = out.len();
+    for (name, value) in [("event", event.event), ("id", event.id)] {
+        let Some(value) = value else { continue };
+        if value.contains(['\r', '\n', '\0']) {
+            out.truncate(start);
             return Err(InvalidField(name));
         }
-    }
-    for (name, value) in fields {
-        if let Some(value) = value {
-            write_field(out, name, value);
-        }
+        let _ = writeln!(out, "{name}: {value}"); // writing to a Vec cannot fail
     }
     for line in split_lines(event.data) {
-        write_field(out, "data", line);
+        let _ = writeln!(out, "data: {line}");
     }
     end_block(out);
     Ok(())
@@ -82,13 +80,13 @@ pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField
 /// Appends comment lines, one per line of `text`: `: hello\n`.
 pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
     for line in split_lines(text) {
-        write_field(out, "", line);
+        let _ = writeln!(out, ": {line}");
     }
 }
 
 /// Appends `retry: 3000\n`: about how many ms the browser waits to reconnect.
 pub fn encode_retry(out: &mut Vec<u8>, retry_ms: u64) {
-    let _ = writeln!(out, "retry: {retry_ms}"); // writing to a Vec cannot fail
+    let _ = writeln!(out, "retry: {retry_ms}");
 }
 
 /// Appends `id: 1795618800000\n`, to keep a viewer's last event ID (see above).
@@ -101,29 +99,11 @@ pub fn end_block(out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Writes `name: value\n`; an empty name makes a comment. The parser drops
-/// one space after the colon, so a value that starts with a space survives.
-fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'\n');
-}
-
-/// Splits text at every line end the parser knows: CRLF, LF or a lone CR.
-/// `"a\r"` is two lines, `a` and an empty one, exactly like `"a\n"`.
+/// Splits text at every line end the parser knows: CRLF (first, so that it
+/// ends one line, not two), then a lone LF or CR. `"a\r"` is two lines, `a`
+/// and an empty one, exactly like `"a\n"`.
 fn split_lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
-    std::iter::from_fn(move || {
-        let text = rest?;
-        let Some(at) = text.find(['\r', '\n']) else {
-            rest = None;
-            return Some(text);
-        };
-        let (line, end) = text.split_at(at);
-        rest = end.strip_prefix("\r\n").or_else(|| end.get(1..));
-        Some(line)
-    })
+    text.split("\r\n").flat_map(|line| line.split(['\r', '\n']))
 }
 
 /// Puts a whole block on the wire within `timeout` of `since`, however it is
