@@ -22,9 +22,10 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use crate::clock::{self, Clock, Start, StreamPlan};
+use crate::clock::{self, Start, StreamPlan};
 use crate::request::{Head, RequestError, read_head};
 use crate::sse;
+use crate::time;
 
 /// The page, compiled into the binary so that the one file runs anywhere.
 pub const PAGE: &[u8] = include_bytes!("../static/index.html");
@@ -56,7 +57,7 @@ pub struct Settings {
 
 pub struct Site {
     pub settings: Settings,
-    pub clock: Clock,
+    pub clock: time::Clock,
     /// How many streams are open: the number the `clients` event reports.
     pub clients: AtomicUsize,
 }
@@ -128,10 +129,9 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
         (Ok(Route::Events), false) => {
             let plan = StreamPlan {
                 interval_ms: settings.interval_ms,
-                retry_ms: clock::jitter(settings.retry_ms),
-                max_age_ms: clock::jitter(settings.max_stream_age.as_secs() * 1000),
+                retry_ms: time::jitter(settings.retry_ms),
+                max_age_ms: time::jitter(settings.max_stream_age.as_secs() * 1000),
                 keep_alive: settings.keep_alive,
-                write_timeout: settings.write_timeout,
                 start: start(),
             };
             Some(stream_response(head, settings, Body::Clock(plan)))
@@ -151,7 +151,7 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
             if let Start::Resume(last_ms) = start() {
                 sse::encode_id(&mut block, last_ms);
             }
-            sse::encode_retry(&mut block, clock::jitter(settings.retry_ms));
+            sse::encode_retry(&mut block, time::jitter(settings.retry_ms));
             sse::end_block(&mut block);
             Some(stream_response(head, settings, Body::Events(block)))
         }
@@ -288,7 +288,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
         return format!("0 bytes ({error})");
     }
     let mut date = String::new();
-    clock::format_http_date(&mut date, site.clock.now_ms());
+    time::format_http_date(&mut date, site.clock.now_ms());
     let mut bytes = encode_head(&response, &date);
     let Response { fields, body, .. } = response;
     drop((date, fields)); // in `bytes` now: a stream keeps only what it sends
@@ -297,14 +297,44 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
         Body::Sized(body) => body,
         Body::Events(block) => Cow::Owned(block),
         Body::Clock(plan) => {
-            return clock::stream_clock(socket, bytes, &plan, &site.clients, &site.clock);
+            // One block, one write: Nagle's algorithm would only hold it back.
+            let _ = socket.set_nodelay(true); // if it fails, so will the first write
+            let send = |block: &[u8]| write_within(socket, block, Instant::now(), timeout);
+            return clock::stream_clock(send, bytes, &plan, &site.clients, &site.clock);
         }
     };
     bytes.extend_from_slice(&body);
-    match sse::write_within(socket, &bytes, since, timeout) {
+    match write_within(socket, &bytes, since, timeout) {
         Ok(()) => format!("{} bytes", body.len()),
         Err(error) => format!("0 bytes ({error})"),
     }
+}
+
+/// Puts a whole block on the wire within `timeout` of `since`, however it is
+/// split: the socket's timeout (all of `timeout`) bounds the first `write`,
+/// each later one what is left (a jiffy at least): no slow read holds on.
+fn write_within(
+    mut socket: &TcpStream,
+    block: &[u8],
+    since: Instant,
+    timeout: Duration,
+) -> io::Result<()> {
+    let (mut rest, mut split) = (block, false);
+    while !rest.is_empty() {
+        if split {
+            let left = (since + timeout).saturating_duration_since(Instant::now());
+            socket.set_write_timeout(Some(left.max(Duration::from_micros(1))))?;
+        }
+        match socket.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => rest = rest.get(written..).unwrap_or_default(),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+        split |= !rest.is_empty();
+    }
+    let restored = split.then(|| socket.set_write_timeout(Some(timeout)));
+    restored.unwrap_or(Ok(()))
 }
 
 /// Ends a connection without losing the answer (RFC 9112 9.6): a FIN, then
@@ -351,7 +381,7 @@ mod tests {
                 max_stream_age: Duration::ZERO,
                 quiet: true,
             },
-            clock: Clock::start(),
+            clock: time::Clock::start(),
             clients: AtomicUsize::new(0),
         }
     }
@@ -514,5 +544,38 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// A peer that reads a little every 100 ms lets every `write` go on,
+    /// so a timeout per `write` would hold the thread for minutes (slow read).
+    #[test]
+    fn a_block_gets_the_write_timeout_in_all_however_its_writes_are_split() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (socket, _) = listener.accept().expect("accept");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::clone(&done);
+        let reader = std::thread::spawn(move || {
+            let mut chunk = vec![0; 64 << 10];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && peer.read(&mut chunk).is_ok_and(|n| n > 0)
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let timeout = Duration::from_millis(500);
+        socket.set_write_timeout(Some(timeout)).expect("timeout");
+        let started = Instant::now();
+        let written = write_within(&socket, &vec![b'x'; 64 << 20], started, timeout);
+        let took = started.elapsed();
+        let kind = written.expect_err("64 MiB at 640 KB/s takes 100 s").kind();
+        assert!(matches!(
+            kind,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        ));
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        reader.join().expect("the reader");
     }
 }

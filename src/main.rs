@@ -1,6 +1,7 @@
 //! sse-clock: a Server-Sent Events clock on a small, blocking, std-only HTTP/1.1
-//! server. Read in order, each file using only those before it: `sse.rs`, `clock.rs`,
-//! `static/index.html`, `request.rs`, `http.rs`, `slots.rs`, `cli.rs`, and this one.
+//! server. Read in order, each file using only those before it: `sse.rs`,
+//! `time.rs`, `clock.rs`, `static/index.html`, `request.rs`, `http.rs`,
+//! `slots.rs`, `cli.rs`, and this one.
 
 mod cli;
 mod clock;
@@ -8,6 +9,7 @@ mod http;
 mod request;
 mod slots;
 mod sse;
+mod time;
 
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -54,7 +56,7 @@ fn main() -> ExitCode {
     say(&format!("Listening on http://{addr}")); // how scripts learn the real port
     let site = Site {
         settings: config.settings,
-        clock: clock::Clock::start(),
+        clock: time::Clock::start(),
         clients: AtomicUsize::new(0),
     };
     accept_loop(&listener, &Slots::new(max_connections), &Arc::new(site))

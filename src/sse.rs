@@ -24,11 +24,10 @@
 //! - The blank line dispatches (9.2.6): "Set the last event ID string of the
 //!   event source to the value of the last event ID buffer" (step 1), this
 //!   stream's last `id:`, empty before the first; then an event, if the block
-//!   had `data` (step 2). So a block before the first tick carries `id:`.
+//!   had `data` (step 2). So a resumed stream's opening, before its first
+//!   tick, carries the `id:` it resumed from (`clock.rs`).
 
-use std::io::{self, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::io::Write;
 
 /// `text/event-stream` is the only type an `EventSource` accepts;
 /// `no-transform` and `X-Accel-Buffering: no` keep proxies from compressing
@@ -104,33 +103,6 @@ pub fn end_block(out: &mut Vec<u8>) {
 /// and an empty one, exactly like `"a\n"`.
 fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     text.split("\r\n").flat_map(|line| line.split(['\r', '\n']))
-}
-
-/// Puts a whole block on the wire within `timeout` of `since`, however it is
-/// split: the socket's timeout (all of `timeout`) bounds the first `write`,
-/// each later one what is left (a jiffy at least): no slow read holds on.
-pub fn write_within(
-    mut socket: &TcpStream,
-    block: &[u8],
-    since: Instant,
-    timeout: Duration,
-) -> io::Result<()> {
-    let (mut rest, mut split) = (block, false);
-    while !rest.is_empty() {
-        if split {
-            let left = (since + timeout).saturating_duration_since(Instant::now());
-            socket.set_write_timeout(Some(left.max(Duration::from_micros(1))))?;
-        }
-        match socket.write(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => rest = rest.get(written..).unwrap_or_default(),
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-        split |= !rest.is_empty();
-    }
-    let restored = split.then(|| socket.set_write_timeout(Some(timeout)));
-    restored.unwrap_or(Ok(()))
 }
 
 #[cfg(test)]
@@ -234,38 +206,5 @@ mod tests {
         encode_retry(&mut out, 3000);
         end_block(&mut out);
         assert_eq!(out, b": one\n: two\nretry: 3000\n\n");
-    }
-
-    /// A peer that reads a little every 100 ms lets every `write` go on,
-    /// so a timeout per `write` would hold the thread for minutes (slow read).
-    #[test]
-    fn a_block_gets_the_write_timeout_in_all_however_its_writes_are_split() {
-        use std::io::Read;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (socket, _) = listener.accept().expect("accept");
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = std::sync::Arc::clone(&done);
-        let reader = std::thread::spawn(move || {
-            let mut chunk = vec![0; 64 << 10];
-            while !stop.load(std::sync::atomic::Ordering::SeqCst)
-                && peer.read(&mut chunk).is_ok_and(|n| n > 0)
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        let timeout = Duration::from_millis(500);
-        socket.set_write_timeout(Some(timeout)).expect("timeout");
-        let started = Instant::now();
-        let written = write_within(&socket, &vec![b'x'; 64 << 20], started, timeout);
-        let took = started.elapsed();
-        let kind = written.expect_err("64 MiB at 640 KB/s takes 100 s").kind();
-        assert!(matches!(
-            kind,
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-        ));
-        assert!(took < Duration::from_millis(1500), "{took:?}");
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        reader.join().expect("the reader");
     }
 }

@@ -1,0 +1,242 @@
+//! Lesson 2a: the server's time. The system clock is read at every use, so
+//! a step (NTP, `date -s`, a suspend) shows at once, and `step_note` tells a
+//! stream it happened; times are written two ways, RFC 3339 section 5.6 in
+//! `data` and the IMF-fixdate of RFC 9110 5.6.7 in `Date`. Random draws keep
+//! streams from acting all at once: each stream's `retry:` and age, and its
+//! place in the tick window, which widens while ticks wake late (a second
+//! reading: README, "The tick window").
+
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
+/// Wall and monotonic clock this far apart since the last wake: a step (NTP slews less).
+const LEAST_STEP: Duration = Duration::from_secs(1);
+
+/// The tick window per open stream: 40 µs at start (400 ms for 10,000), at
+/// least 25; in ps, so that a step of `report_late` is a whole number.
+const SPREAD_PS_PER_STREAM: [u64; 2] = [40_000_000, 25_000_000];
+
+/// A stream's place in that window, drawn once: `place` of `PLACES`.
+const PLACES: u64 = 1_000_000;
+
+/// The system's wall clock, read at every use (a vDSO call, no system call):
+/// a step (NTP on a board with no battery-backed clock, `date -s`, a suspend)
+/// shows in `Date`, in judging `Last-Event-ID`, in streams (`step_note`). It
+/// also keeps the width of the tick window that all streams share.
+pub struct Clock {
+    spread_ps: AtomicU64, // the tick window per open stream, for all streams
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        let spread_ps = AtomicU64::new(SPREAD_PS_PER_STREAM[0]);
+        Clock { spread_ps }
+    }
+
+    pub fn now(&self) -> Duration {
+        let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+        since_epoch.unwrap_or_default()
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        millis(self.now())
+    }
+
+    /// How far after each boundary a stream's ticks fall, so that threads do not
+    /// all wake at once: its `place` in a window as wide as the streams open now,
+    /// `spread_ps` each, at most half an interval, so early ones do not crowd.
+    pub fn offset_ms(&self, place: u64, open_streams: usize, interval_ms: u64) -> u64 {
+        let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
+        let window_us = streams.saturating_mul(self.spread_ps.load(Ordering::Relaxed)) / 1_000_000;
+        let window_us = window_us.min(interval_ms.saturating_mul(500));
+        window_us.saturating_mul(place) / PLACES / 1000
+    }
+
+    /// Tick `k` woke `late`. The window's rule: a tick over 2 ms late widens the whole
+    /// window by 1 ms / `open` (less below 1,000), one tick in 100 on time narrows it as much.
+    /// So it widens by at most 1 ms a second (gaps stay within 1 ms of the
+    /// interval) and settles where 1 tick in 100 is late, never over half an interval.
+    pub fn report_late(&self, late: Duration, k: u64, open: usize, interval_ms: u64) {
+        let streams = u64::try_from(open).unwrap_or(u64::MAX).max(1);
+        let step = (1_000_000_000 / streams.max(1000).saturating_pow(2)).max(1);
+        let most = interval_ms.saturating_mul(500_000_000) / streams;
+        let next = |ps: u64| match (late > Duration::from_millis(2), k % 100) {
+            (true, _) => Some((ps + step).min(most)),
+            (false, 0) => Some(ps.saturating_sub(step).max(SPREAD_PS_PER_STREAM[1])),
+            _ => None,
+        };
+        let _ = self
+            .spread_ps
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, next);
+    }
+}
+
+pub fn millis(time: Duration) -> u64 {
+    u64::try_from(time.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The calendar date of a Unix time in ms, by chrono (used in this file only).
+fn calendar(unix_ms: u64) -> DateTime<Utc> {
+    i64::try_from(unix_ms)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .unwrap_or_default()
+}
+
+/// RFC 3339 in UTC: `2026-11-25T15:00:00Z`, or `2026-11-25T15:00:00.250Z`.
+pub fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
+    let t = calendar(unix_ms);
+    let _ = write!(text, "{:04}-{:02}-{:02}T", t.year(), t.month(), t.day());
+    format_time_of_day(text, &t);
+    if with_millis {
+        let _ = write!(text, ".{:03}", unix_ms % 1000);
+    }
+    text.push('Z');
+}
+
+/// The IMF-fixdate (RFC 9110 5.6.7) for `Date`: `Wed, 25 Nov 2026 15:00:00 GMT`.
+pub fn format_http_date(text: &mut String, unix_ms: u64) {
+    let t = calendar(unix_ms);
+    let months = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    let at = t.month0() as usize * 3;
+    let month = months.get(at..at + 3).unwrap_or_default();
+    let (weekday, day, year) = (t.weekday(), t.day(), t.year());
+    let _ = write!(text, "{weekday}, {day:02} {month} {year:04} ");
+    format_time_of_day(text, &t);
+    text.push_str(" GMT");
+}
+
+fn format_time_of_day(text: &mut String, t: &DateTime<Utc>) {
+    let _ = write!(text, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+}
+
+/// A random number below `bound` (or 0): fresh hash keys, fine for load, not secrets.
+fn random_below(bound: u64) -> u64 {
+    RandomState::new().build_hasher().finish() % bound.max(1)
+}
+
+/// A stream's own draw up to 1.5 × `ms` (`retry:`, age): not all at once.
+pub fn jitter(ms: u64) -> u64 {
+    ms + random_below(ms / 2 + 1)
+}
+
+/// A stream's place in the tick window, drawn once (`Clock::offset_ms`).
+pub fn draw_place() -> u64 {
+    random_below(PLACES)
+}
+
+/// How far the wall clock moved beyond what the monotonic clock counted since
+/// the last wake, as a comment, when over `LEAST_STEP`. A late wake moves both
+/// alike; a suspend shows too (the monotonic clock does not count it).
+pub fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Option<String> {
+    let expected = was.0.saturating_add(mono.saturating_duration_since(was.1));
+    let size = wall.abs_diff(expected);
+    let sign = if wall < expected { '-' } else { '+' };
+    // Tenths of a second from whole ms: float formatting adds 16 KB to the binary.
+    let tenths = (size.as_millis() + 50) / 100;
+    let (secs, tenth) = (tenths / 10, tenths % 10);
+    (size > LEAST_STEP).then(|| format!("the server's clock stepped by {sign}{secs}.{tenth} s"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_rfc3339_and_as_http_dates() {
+        let mut text = String::new();
+        format_rfc3339(&mut text, 1_795_618_800_250, false);
+        assert_eq!(text, "2026-11-25T15:00:00Z");
+        text.clear();
+        format_rfc3339(&mut text, 1_795_618_800_250, true);
+        assert_eq!(text, "2026-11-25T15:00:00.250Z");
+        text.clear();
+        format_http_date(&mut text, 1_795_618_800_250);
+        assert_eq!(text, "Wed, 25 Nov 2026 15:00:00 GMT");
+        text.clear();
+        format_http_date(&mut text, 0);
+        assert_eq!(text, "Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+
+    #[test]
+    fn the_spread_widens_with_the_streams_and_stays_within_half_an_interval() {
+        let last = PLACES - 1;
+        for (place, streams, interval_ms, spread_ps, offset_ms) in [
+            (last, 1, 1000, 40_000_000, 0), // one viewer: on the boundary
+            (PLACES / 2, 1000, 1000, 40_000_000, 20),
+            (last, 1000, 1000, 40_000_000, 39),
+            (last, 10_000, 1000, 40_000_000, 399),
+            (last, 10_000, 1000, 60_000_000, 499), // half an interval at most
+            (last, 10_000, 100, 40_000_000, 49),
+        ] {
+            let clock = Clock {
+                spread_ps: AtomicU64::new(spread_ps),
+            };
+            let offset = clock.offset_ms(place, streams, interval_ms);
+            assert_eq!(offset, offset_ms, "{streams} streams, {spread_ps} ps each");
+        }
+    }
+
+    #[test]
+    fn the_window_widens_while_ticks_are_late_and_narrows_slowly_when_not() {
+        let clock = Clock::start();
+        let late = Duration::from_millis(3);
+        let on_time = Duration::from_millis(1);
+        for (woke, k, streams, interval_ms, spread_ps) in [
+            (late, 1, 10_000, 1000, 40_000_010), // 1 ms / 10,000 wider in all
+            (on_time, 1, 10_000, 1000, 40_000_010),
+            (on_time, 200, 10_000, 1000, 40_000_000), // one tick in 100 narrows
+            (late, 1, 100, 1000, 40_001_000),         // a step is as for 1,000 streams
+            (on_time, 100, 100, 1000, 40_000_000),
+            (late, 1, 10_000, 100, 5_000_000), // no more than half an interval
+            (on_time, 0, 10_000, 1000, 25_000_000), // no less than 25 µs
+        ] {
+            clock.report_late(woke, k, streams, interval_ms);
+            assert_eq!(
+                clock.spread_ps.load(Ordering::Relaxed),
+                spread_ps,
+                "{woke:?} {k} {streams}"
+            );
+        }
+        for _ in 0..10_000 {
+            clock.report_late(late, 1, 10_000, 1000);
+        }
+        let window_us = 10_000 * clock.spread_ps.load(Ordering::Relaxed) / 1_000_000;
+        assert_eq!(window_us, 251_000, "a second of late ticks: 1 ms wider");
+    }
+
+    #[test]
+    fn a_step_of_the_wall_clock_is_told_apart_from_a_late_wake() {
+        let (wall, mono) = (Duration::from_secs(1_000_000), Instant::now());
+        let later = mono + Duration::from_secs(5);
+        let late_wake = wall + Duration::from_secs(5);
+        assert_eq!(step_note((wall, mono), late_wake, later), None);
+        let small = wall + Duration::from_millis(5900);
+        assert_eq!(step_note((wall, mono), small, later), None, "0.9 s: slewed");
+        let ahead = wall + Duration::from_millis(3_604_950);
+        let said = step_note((wall, mono), ahead, later);
+        assert_eq!(
+            said.as_deref(),
+            Some("the server's clock stepped by +3600.0 s")
+        );
+        let back = wall.saturating_sub(Duration::from_millis(7_194_970));
+        let said = step_note((wall, mono), back, later);
+        assert_eq!(
+            said.as_deref(),
+            Some("the server's clock stepped by -7200.0 s")
+        );
+    }
+
+    #[test]
+    fn retry_is_spread_over_half_again_the_configured_time() {
+        let draws: Vec<u64> = (0..200).map(|_| jitter(3000)).collect();
+        assert!(draws.iter().all(|retry| (3000..=4500).contains(retry)));
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(distinct.len() > 100, "spread, not one value: {distinct:?}");
+        assert_eq!(jitter(0), 0);
+    }
+}
