@@ -8,8 +8,7 @@
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{self, Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use chrono::{DateTime, Datelike, Utc};
@@ -138,6 +137,7 @@ pub fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn times_are_written_as_rfc3339_and_as_http_dates() {
