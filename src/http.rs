@@ -1,8 +1,7 @@
-//! Lesson 4b: the one request a connection carries, its head read by a deadline,
-//! routed, answered under a write deadline, then closed without losing the answer.
-//! Specs: RFC 9112 sections 6.3 (where a body ends), 9.3 and 9.6 (closing);
-//! RFC 9110 sections 6.6.1 (`Date`), 9.3.1-9.3.2 (GET, HEAD), 15 (statuses).
-//! Every answer is a `Response`, put on the wire by `write_response`:
+//! Lesson 4b: the one request a connection carries, its head read by a deadline, routed,
+//! answered under a write deadline, then closed without losing the answer. Specs: RFC 9112
+//! 6.3 (where a body ends), 9.3 and 9.6 (closing); RFC 9110 6.6.1 (`Date`), 9.3.1-9.3.2
+//! (GET, HEAD), 15 (statuses). Every answer is a `Response`, put on the wire by `write_response`:
 //!
 //! ```text
 //! HTTP/1.1 404 Not Found\r\n

@@ -1,10 +1,8 @@
-//! Lesson 2a: the server's time. The system clock is read at every use, so
-//! a step (NTP, `date -s`, a suspend) shows at once, and `step_note` tells a
-//! stream it happened; times are written two ways, RFC 3339 section 5.6 in
-//! `data` and the IMF-fixdate of RFC 9110 5.6.7 in `Date`. Random draws keep
-//! streams from acting all at once: each stream's `retry:` and age, and its
-//! place in the tick window, which widens while ticks wake late (a second
-//! reading: README, "The tick window").
+//! Lesson 2a: the server's time. The system clock is read at every use, so a step (NTP, `date -s`,
+//! a suspend) shows at once, and `step_note` tells a stream it happened; times are written two
+//! ways, RFC 3339 section 5.6 in `data` and the IMF-fixdate of RFC 9110 5.6.7 in `Date`. Random
+//! draws keep streams from acting all at once: each stream's `retry:` and age, and its place in the
+//! tick window, which widens while ticks wake late (a second reading: README, "The tick window").
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
