@@ -1,5 +1,6 @@
-//! Lesson 2a: the server's time. The system clock is read at every use, so a step (NTP, `date -s`,
-//! a suspend) shows at once, and `step_note` tells a stream it happened; times are written two
+//! Lesson 2a: the server's time. The system clock is read at every use, so a step (NTP on a board
+//! with no battery-backed clock, `date -s`, a suspend) shows at once in `Date`, in judging
+//! `Last-Event-ID` and in streams, and `step_note` tells a stream it happened; times are written two
 //! ways, RFC 3339 section 5.6 in `data` and the IMF-fixdate of RFC 9110 5.6.7 in `Date`. Random
 //! draws keep streams from acting all at once: each stream's `retry:` and age, and its place in the
 //! tick window, which widens while ticks wake late (a second reading: README, "The tick window").
@@ -21,9 +22,7 @@ const SPREAD_PS_PER_STREAM: [u64; 2] = [40_000_000, 25_000_000];
 /// A stream's place in that window, drawn once: `place` of `PLACES`.
 const PLACES: u64 = 1_000_000;
 
-/// The wall clock, read at every use (a vDSO call, no system call), so a step
-/// (NTP on a board with no battery-backed clock) shows in `Date`, in judging
-/// `Last-Event-ID`, in streams; and the tick window that all streams share.
+/// The wall clock, read at every use (a vDSO call, no system call), and the tick window.
 pub struct Clock {
     spread_ps: AtomicU64, // the tick window per open stream
 }
