@@ -1,8 +1,7 @@
-//! Lesson 4b: the one request a connection carries, its head read by a deadline,
-//! routed, answered under a write deadline, then closed without losing the answer.
-//! Specs: RFC 9112 sections 6.3 (where a body ends), 9.3 and 9.6 (closing);
-//! RFC 9110 sections 6.6.1 (`Date`), 9.3.1-9.3.2 (GET, HEAD), 15 (statuses).
-//! Every answer is a `Response`, put on the wire by `write_response`:
+//! Lesson 4b: the one request a connection carries, its head read by a deadline, routed,
+//! answered under a write deadline, then closed without losing the answer. Specs: RFC 9112
+//! 6.3 (where a body ends), 9.3 and 9.6 (closing); RFC 9110 6.6.1 (`Date`), 9.3.1-9.3.2
+//! (GET, HEAD), 15 (statuses). Every answer is a `Response`, put on the wire by `write_response`:
 //!
 //! ```text
 //! HTTP/1.1 404 Not Found\r\n
@@ -157,9 +156,7 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
         }
         // RFC 9110 15.6.4 and 10.2.3; 5 s is the order of a browser's `retry`.
         (Ok(Route::Page), true) => {
-            let mut busy = plain_text("503 Service Unavailable");
-            busy.fields.push_str("Retry-After: 5\r\n");
-            Some(busy)
+            Some(plain_text("503 Service Unavailable", "Retry-After: 5\r\n"))
         }
         (Err(error), _) => error_response(&error),
     }
@@ -206,17 +203,16 @@ fn stream_response(head: &Head, settings: &Settings, body: Body) -> Response {
 
 /// A request error's answer: a body that repeats the status, nothing else.
 fn error_response(error: &RequestError) -> Option<Response> {
-    let mut response = plain_text(error.status()?);
-    if *error == RequestError::MethodNotAllowed {
-        // RFC 9110 section 15.5.6: a 405 says which methods do work.
-        response.fields.push_str("Allow: GET, HEAD\r\n");
-    }
-    Some(response)
+    // RFC 9110 section 15.5.6: a 405 says which methods do work.
+    let allow = (*error == RequestError::MethodNotAllowed).then_some("Allow: GET, HEAD\r\n");
+    Some(plain_text(error.status()?, allow.unwrap_or_default()))
 }
 
-/// A one-line `text/plain` answer, `404 Not Found\n`.
-fn plain_text(status: &'static str) -> Response {
-    sized(status, "text/plain", format!("{status}\n").into_bytes())
+/// A one-line `text/plain` answer, `404 Not Found\n`, with `more` field lines.
+fn plain_text(status: &'static str, more: &str) -> Response {
+    let mut response = sized(status, "text/plain", format!("{status}\n").into_bytes());
+    response.fields.push_str(more);
+    response
 }
 
 /// An answer with a body of known length; `nosniff`: browsers take our type.
@@ -283,7 +279,7 @@ pub fn serve(
 /// Writes head and body in one block (two small writes can wait on a delayed ACK)
 /// within the write timeout, HEAD no body (RFC 9110 9.3.2); returns what went out.
 fn write_response(socket: &TcpStream, response: Response, head_only: bool, site: &Site) -> String {
-    let (timeout, since) = (site.settings.write_timeout, Instant::now());
+    let timeout = site.settings.write_timeout;
     if let Err(error) = socket.set_write_timeout(Some(timeout)) {
         return format!("0 bytes ({error})");
     }
@@ -299,27 +295,22 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
         Body::Clock(plan) => {
             // One block, one write: Nagle's algorithm would only hold it back.
             let _ = socket.set_nodelay(true); // if it fails, so will the first write
-            let send = |block: &[u8]| write_within(socket, block, Instant::now(), timeout);
+            let send = |block: &[u8]| write_within(socket, block, timeout);
             return clock::stream_clock(send, bytes, &plan, &site.clients, &site.clock);
         }
     };
     bytes.extend_from_slice(&body);
-    match write_within(socket, &bytes, since, timeout) {
+    match write_within(socket, &bytes, timeout) {
         Ok(()) => format!("{} bytes", body.len()),
         Err(error) => format!("0 bytes ({error})"),
     }
 }
 
-/// Puts a whole block on the wire within `timeout` of `since`, however it is
+/// Puts a whole block on the wire within `timeout` from now, however it is
 /// split: the socket's timeout (all of `timeout`) bounds the first `write`,
 /// each later one what is left (a jiffy at least): no slow read holds on.
-fn write_within(
-    mut socket: &TcpStream,
-    block: &[u8],
-    since: Instant,
-    timeout: Duration,
-) -> io::Result<()> {
-    let (mut rest, mut split) = (block, false);
+fn write_within(mut socket: &TcpStream, mut rest: &[u8], timeout: Duration) -> io::Result<()> {
+    let (since, mut split) = (Instant::now(), false);
     while !rest.is_empty() {
         if split {
             let left = (since + timeout).saturating_duration_since(Instant::now());
@@ -567,7 +558,7 @@ mod tests {
         let timeout = Duration::from_millis(500);
         socket.set_write_timeout(Some(timeout)).expect("timeout");
         let started = Instant::now();
-        let written = write_within(&socket, &vec![b'x'; 64 << 20], started, timeout);
+        let written = write_within(&socket, &vec![b'x'; 64 << 20], timeout);
         let took = started.elapsed();
         let kind = written.expect_err("64 MiB at 640 KB/s takes 100 s").kind();
         assert!(matches!(

@@ -1,7 +1,6 @@
-//! sse-clock: a Server-Sent Events clock on a small, blocking, std-only HTTP/1.1
-//! server. Read in order, each file using only those before it: `sse.rs`,
-//! `time.rs`, `clock.rs`, `static/index.html`, `request.rs`, `http.rs`,
-//! `slots.rs`, `cli.rs`, and this one.
+//! sse-clock: a Server-Sent Events clock on a small, blocking, std-only HTTP/1.1 server. Read in
+//! order, each file using only those before it: `sse.rs`, `time.rs`, `clock.rs`,
+//! `static/index.html`, `request.rs`, `http.rs`, `slots.rs`, `cli.rs`, and this one.
 
 mod cli;
 mod clock;
@@ -78,12 +77,11 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
     Ok((listener, bound))
 }
 
-/// Makes room for `max` connections in the table of open files, or returns the
-/// cap that fits the soft limit: a socket per connection, besides stdin, stdout,
-/// stderr, the listener (open already), one per turn-away thread, `CLOSING_FILES`.
-/// Copies of the listener grow the table once, now, while this is the only thread
-/// (later, each doubling would stall `accept` for an RCU grace period, 10 to 20
-/// ms); the first that fails (EMFILE) finds the limit: the last copy's number + 1.
+/// Makes room for `max` connections in the table of open files, or returns the cap that fits the
+/// soft limit: a socket per connection, besides stdin, stdout, stderr, the listener (open already),
+/// one per turn-away thread, `CLOSING_FILES`. Copies of the listener grow the table once, now,
+/// while this is the only thread (later, each doubling would stall `accept` for an RCU grace
+/// period, 10 to 20 ms); the first that fails (EMFILE) finds the limit: the last copy's number + 1.
 fn reserve_files(listener: &TcpListener, max: usize) -> usize {
     let others = slots::TURN_AWAY_THREADS + CLOSING_FILES;
     let copies = iter::repeat_with(|| listener.try_clone()).take(max + others);

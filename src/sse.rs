@@ -1,7 +1,6 @@
-//! Lesson 1: the event stream format, and the one encoder every event goes
-//! through, which cannot break the framing whatever text it is given. Spec:
-//! WHATWG HTML, "Server-sent events" 9.2.5 (parsing) and 9.2.6 (fields),
-//! <https://html.spec.whatwg.org/multipage/server-sent-events.html>.
+//! Lesson 1: the event stream format, and the one encoder every event goes through, which cannot
+//! break the framing whatever text it is given. Spec: WHATWG HTML, "Server-sent events" 9.2.5
+//! (parsing) and 9.2.6 (fields), <https://html.spec.whatwg.org/multipage/server-sent-events.html>.
 //!
 //! A stream's body is blocks, with no length, until its connection ends:
 //!
@@ -29,9 +28,8 @@
 
 use std::io::Write;
 
-/// `text/event-stream` is the only type an `EventSource` accepts;
-/// `no-transform` and `X-Accel-Buffering: no` keep proxies from compressing
-/// or buffering.
+/// `text/event-stream` is the only type an `EventSource` accepts; `no-transform` and
+/// `X-Accel-Buffering: no` keep proxies from compressing or buffering.
 pub const STREAM_FIELDS: &str = "Content-Type: text/event-stream\r\n\
 Cache-Control: no-cache, no-transform\r\n\
 X-Accel-Buffering: no\r\n";
@@ -56,9 +54,8 @@ pub struct InvalidField(pub &'static str);
 /// \n                      data: b\n
 ///                         \n
 /// ```
-/// Each line of data gets a `data:` line; the browser joins them with LF.
-/// The parser drops one space after the colon, so a leading space survives.
-/// A refused field leaves `out` as it was.
+/// Each line of data gets a `data:` line; the browser joins them with LF. The parser drops one
+/// space after the colon, so a leading space survives. A refused field leaves `out` as it was.
 pub fn encode_event(out: &mut Vec<u8>, event: &Event) -> Result<(), InvalidField> {
     let start = out.len();
     for (name, value) in [("event", event.event), ("id", event.id)] {
@@ -98,9 +95,8 @@ pub fn end_block(out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Splits text at every line end the parser knows: CRLF (first, so that it
-/// ends one line, not two), then a lone LF or CR. `"a\r"` is two lines, `a`
-/// and an empty one, exactly like `"a\n"`.
+/// Splits text at every line end the parser knows: CRLF (first, so that it ends one line, not two),
+/// then a lone LF or CR. `"a\r"` is two lines, `a` and an empty one, exactly like `"a\n"`.
 fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     text.split("\r\n").flat_map(|line| line.split(['\r', '\n']))
 }

@@ -1,17 +1,16 @@
-//! Lesson 2a: the server's time. The system clock is read at every use, so
-//! a step (NTP, `date -s`, a suspend) shows at once, and `step_note` tells a
-//! stream it happened; times are written two ways, RFC 3339 section 5.6 in
-//! `data` and the IMF-fixdate of RFC 9110 5.6.7 in `Date`. Random draws keep
-//! streams from acting all at once: each stream's `retry:` and age, and its
-//! place in the tick window, which widens while ticks wake late (a second
-//! reading: README, "The tick window").
+//! Lesson 2a: the server's time. The system clock is read at every use, so a step (NTP on a board
+//! with no battery-backed clock, `date -s`, a suspend) shows at once in `Date`, in judging
+//! `Last-Event-ID` and in streams, and `step_note` tells a stream it happened; times are written two
+//! ways, RFC 3339 section 5.6 in `data` and the IMF-fixdate of RFC 9110 5.6.7 in `Date`. Random
+//! draws keep streams from acting all at once: each stream's `retry:` and age, and its place in the
+//! tick window, which widens while ticks wake late (a second reading: README, "The tick window").
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 /// Wall and monotonic clock this far apart since the last wake: a step (NTP slews less).
 const LEAST_STEP: Duration = Duration::from_secs(1);
@@ -23,12 +22,9 @@ const SPREAD_PS_PER_STREAM: [u64; 2] = [40_000_000, 25_000_000];
 /// A stream's place in that window, drawn once: `place` of `PLACES`.
 const PLACES: u64 = 1_000_000;
 
-/// The system's wall clock, read at every use (a vDSO call, no system call):
-/// a step (NTP on a board with no battery-backed clock, `date -s`, a suspend)
-/// shows in `Date`, in judging `Last-Event-ID`, in streams (`step_note`). It
-/// also keeps the width of the tick window that all streams share.
+/// The wall clock, read at every use (a vDSO call, no system call), and the tick window.
 pub struct Clock {
-    spread_ps: AtomicU64, // the tick window per open stream, for all streams
+    spread_ps: AtomicU64, // the tick window per open stream
 }
 
 impl Clock {
@@ -38,8 +34,7 @@ impl Clock {
     }
 
     pub fn now(&self) -> Duration {
-        let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
-        since_epoch.unwrap_or_default()
+        UNIX_EPOCH.elapsed().unwrap_or_default()
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -51,7 +46,7 @@ impl Clock {
     /// `spread_ps` each, at most half an interval, so early ones do not crowd.
     pub fn offset_ms(&self, place: u64, open_streams: usize, interval_ms: u64) -> u64 {
         let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
-        let window_us = streams.saturating_mul(self.spread_ps.load(Ordering::Relaxed)) / 1_000_000;
+        let window_us = streams.saturating_mul(self.spread_ps.load(Relaxed)) / 1_000_000;
         let window_us = window_us.min(interval_ms.saturating_mul(500));
         window_us.saturating_mul(place) / PLACES / 1000
     }
@@ -69,9 +64,7 @@ impl Clock {
             (false, 0) => Some(ps.saturating_sub(step).max(SPREAD_PS_PER_STREAM[1])),
             _ => None,
         };
-        let _ = self
-            .spread_ps
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, next);
+        let _ = self.spread_ps.fetch_update(Relaxed, Relaxed, next);
     }
 }
 
@@ -79,19 +72,17 @@ pub fn millis(time: Duration) -> u64 {
     u64::try_from(time.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The calendar date of a Unix time in ms, by chrono (used in this file only).
+/// A Unix time in ms, to the second (`time()` shows `15:00:00`), by chrono (only here).
 fn calendar(unix_ms: u64) -> DateTime<Utc> {
-    i64::try_from(unix_ms)
-        .ok()
-        .and_then(DateTime::from_timestamp_millis)
-        .unwrap_or_default()
+    let seconds = i64::try_from(unix_ms / 1000).unwrap_or_default();
+    DateTime::from_timestamp(seconds, 0).unwrap_or_default()
 }
 
 /// RFC 3339 in UTC: `2026-11-25T15:00:00Z`, or `2026-11-25T15:00:00.250Z`.
 pub fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
     let t = calendar(unix_ms);
-    let _ = write!(text, "{:04}-{:02}-{:02}T", t.year(), t.month(), t.day());
-    format_time_of_day(text, &t);
+    let (year, month, day) = (t.year(), t.month(), t.day());
+    let _ = write!(text, "{year:04}-{month:02}-{day:02}T{}", t.time());
     if with_millis {
         let _ = write!(text, ".{:03}", unix_ms % 1000);
     }
@@ -105,13 +96,11 @@ pub fn format_http_date(text: &mut String, unix_ms: u64) {
     let at = t.month0() as usize * 3;
     let month = months.get(at..at + 3).unwrap_or_default();
     let (weekday, day, year) = (t.weekday(), t.day(), t.year());
-    let _ = write!(text, "{weekday}, {day:02} {month} {year:04} ");
-    format_time_of_day(text, &t);
-    text.push_str(" GMT");
-}
-
-fn format_time_of_day(text: &mut String, t: &DateTime<Utc>) {
-    let _ = write!(text, "{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+    let _ = write!(
+        text,
+        "{weekday}, {day:02} {month} {year:04} {} GMT",
+        t.time()
+    );
 }
 
 /// A random number below `bound` (or 0): fresh hash keys, fine for load, not secrets.
@@ -145,6 +134,7 @@ pub fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn times_are_written_as_rfc3339_and_as_http_dates() {
