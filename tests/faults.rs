@@ -55,6 +55,19 @@ fn the_table_of_open_files_is_grown_for_the_cap_before_the_first_connection() {
     assert!(!server.log().contains("lowered"), "{}", server.log());
 }
 
+/// The default cap and what the server keeps for itself fit the usual soft
+/// limit of 1024 open files (a fresh shell, systemd's default): no notice.
+#[test]
+fn the_default_cap_fits_the_usual_limit_of_1024_open_files() {
+    let server = Server::start_with_fd_limit(&[], 1024);
+    assert!(server.get("/").starts_with("HTTP/1.1 200 OK\r\n"));
+    let log = server.stop_and_read_log();
+    assert!(!log.contains("lowered"), "{log}");
+    // 1010 and the 20 do not fit: the same limit lowers that cap.
+    let over = Server::start_with_fd_limit(&["--max-connections", "1010"], 1024);
+    over.wait_for_log("--max-connections lowered from 1010 to ");
+}
+
 #[test]
 fn a_low_open_files_limit_lowers_the_cap_and_a_silent_flood_cannot_shut_the_page_out() {
     let server = Server::start_with_fd_limit(&["--max-connections", "1024"], 64);
