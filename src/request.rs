@@ -224,8 +224,9 @@ fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     Ok((name, value.trim_ascii()))
 }
 
-/// Section 3.2: 400 for more than one `Host` field, none in HTTP/1.1, or an
-/// invalid value: `uri-host [ ":" port ]` (RFC 3986 3.2.2), which may be empty.
+/// Section 3.2: 400 for more than one `Host` field, none in HTTP/1.1, or a
+/// value with a byte that `uri-host [ ":" port ]` (RFC 3986 3.2.2) never
+/// holds; its shape is not parsed further. It may be empty.
 fn check_host(head: &Head) -> Result<(), RequestError> {
     let host_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b);
     let hosts: Vec<&str> = head.field_values("host").collect();

@@ -15,16 +15,9 @@ use chrono::{DateTime, Datelike, Utc};
 /// Wall and monotonic clock this far apart since the last wake: a step (NTP slews less).
 const LEAST_STEP: Duration = Duration::from_secs(1);
 
-/// The tick window per open stream: 40 µs at start (400 ms for 10,000), at
-/// least 25; in ps, so that a step of `report_late` is a whole number.
-const SPREAD_PS_PER_STREAM: [u64; 2] = [40_000_000, 25_000_000];
-
-/// A stream's place in that window, drawn once: `place` of `PLACES`.
-const PLACES: u64 = 1_000_000;
-
-/// The wall clock, read at every use (a vDSO call, no system call), and the tick window.
+/// The wall clock, read at every use (a vDSO call, no system call).
 pub struct Clock {
-    spread_ps: AtomicU64, // the tick window per open stream
+    spread_ps: AtomicU64, // the tick window per open stream (below)
 }
 
 impl Clock {
@@ -39,32 +32,6 @@ impl Clock {
 
     pub fn now_ms(&self) -> u64 {
         millis(self.now())
-    }
-
-    /// How far after each boundary a stream's ticks fall, so that threads do not
-    /// all wake at once: its `place` in a window as wide as the streams open now,
-    /// `spread_ps` each, at most half an interval, so early ones do not crowd.
-    pub fn offset_ms(&self, place: u64, open_streams: usize, interval_ms: u64) -> u64 {
-        let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
-        let window_us = streams.saturating_mul(self.spread_ps.load(Relaxed)) / 1_000_000;
-        let window_us = window_us.min(interval_ms.saturating_mul(500));
-        window_us.saturating_mul(place) / PLACES / 1000
-    }
-
-    /// Tick `k` woke `late`. The window's rule: a tick over 2 ms late widens the whole
-    /// window by 1 ms / `open` (less below 1,000), one tick in 100 on time narrows it as much.
-    /// So it widens by at most 1 ms a second (gaps stay within 1 ms of the
-    /// interval) and settles where 1 tick in 100 is late, never over half an interval.
-    pub fn report_late(&self, late: Duration, k: u64, open: usize, interval_ms: u64) {
-        let streams = u64::try_from(open).unwrap_or(u64::MAX).max(1);
-        let step = (1_000_000_000 / streams.max(1000).saturating_pow(2)).max(1);
-        let most = interval_ms.saturating_mul(500_000_000) / streams;
-        let next = |ps: u64| match (late > Duration::from_millis(2), k % 100) {
-            (true, _) => Some((ps + step).min(most)),
-            (false, 0) => Some(ps.saturating_sub(step).max(SPREAD_PS_PER_STREAM[1])),
-            _ => None,
-        };
-        let _ = self.spread_ps.fetch_update(Relaxed, Relaxed, next);
     }
 }
 
@@ -113,11 +80,6 @@ pub fn jitter(ms: u64) -> u64 {
     ms + random_below(ms / 2 + 1)
 }
 
-/// A stream's place in the tick window, drawn once (`Clock::offset_ms`).
-pub fn draw_place() -> u64 {
-    random_below(PLACES)
-}
-
 /// How far the wall clock moved beyond what the monotonic clock counted since
 /// the last wake, as a comment, when over `LEAST_STEP`. A late wake moves both
 /// alike; a suspend shows too (the monotonic clock does not count it).
@@ -129,6 +91,50 @@ pub fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Opt
     let tenths = (size.as_millis() + 50) / 100;
     let (secs, tenth) = (tenths / 10, tenths % 10);
     (size > LEAST_STEP).then(|| format!("the server's clock stepped by {sign}{secs}.{tenth} s"))
+}
+
+// The tick window, a second reading (README, "The tick window"): how far
+// after its due time each stream's ticks go out, so that threads do not all
+// wake at once, and how the window follows how late ticks really wake.
+
+/// The tick window per open stream: 40 µs at start (400 ms for 10,000), at
+/// least 25; in ps, so that a step of `report_late` is a whole number.
+const SPREAD_PS_PER_STREAM: [u64; 2] = [40_000_000, 25_000_000];
+
+/// A stream's place in that window, drawn once: `place` of `PLACES`.
+const PLACES: u64 = 1_000_000;
+
+impl Clock {
+    /// How far after each boundary a stream's ticks fall, so that threads do not
+    /// all wake at once: its `place` in a window as wide as the streams open now,
+    /// `spread_ps` each, at most half an interval, so early ones do not crowd.
+    pub fn offset_ms(&self, place: u64, open_streams: usize, interval_ms: u64) -> u64 {
+        let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
+        let window_us = streams.saturating_mul(self.spread_ps.load(Relaxed)) / 1_000_000;
+        let window_us = window_us.min(interval_ms.saturating_mul(500));
+        window_us.saturating_mul(place) / PLACES / 1000
+    }
+
+    /// Tick `k` woke `late`. The window's rule: a tick over 2 ms late widens the whole
+    /// window by 1 ms / `open` (less below 1,000), one tick in 100 on time narrows it as much.
+    /// So it widens by at most 1 ms an interval (gaps stay within 1 ms of the
+    /// interval) and settles where 1 tick in 100 is late, never over half an interval.
+    pub fn report_late(&self, late: Duration, k: u64, open: usize, interval_ms: u64) {
+        let streams = u64::try_from(open).unwrap_or(u64::MAX).max(1);
+        let step = (1_000_000_000 / streams.max(1000).saturating_pow(2)).max(1);
+        let most = interval_ms.saturating_mul(500_000_000) / streams;
+        let next = |ps: u64| match (late > Duration::from_millis(2), k % 100) {
+            (true, _) => Some((ps + step).min(most)),
+            (false, 0) => Some(ps.saturating_sub(step).max(SPREAD_PS_PER_STREAM[1])),
+            _ => None,
+        };
+        let _ = self.spread_ps.fetch_update(Relaxed, Relaxed, next);
+    }
+}
+
+/// A stream's place in the tick window, drawn once (`Clock::offset_ms`).
+pub fn draw_place() -> u64 {
+    random_below(PLACES)
 }
 
 #[cfg(test)]
