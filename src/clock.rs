@@ -251,6 +251,7 @@ fn run_clock(
             (k, ticks) = (k + 1, ticks + 1);
         }
         let open = clients.load(Ordering::SeqCst);
+        // Set after the ticks: `plan` leaves it 0, so the first write's are due at once.
         schedule.offset_ms = clock.offset_ms(place, open, stream.interval_ms);
         // The named events after a write's ticks, the place to add one: `clients`, if changed.
         if ticks > 0 && open != said {
