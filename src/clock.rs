@@ -1,7 +1,8 @@
 //! Lesson 2b: one viewer's stream: its ticks, named how and sent when; how a
 //! viewer that reconnects picks up where it left off; the loop that writes.
-//! The time, and the draws that spread streams, come from `time.rs`. Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and
-//! 9.2.6 (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
+//! The time, and the draws that spread streams, come from `time.rs`. Spec:
+//! WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and 9.2.6
+//! (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
 
 use std::fmt::{Display, Write as _};
 use std::io;
