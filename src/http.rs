@@ -308,7 +308,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
 
 /// Puts a whole block on the wire within `timeout` from now, however it is
 /// split: the socket's timeout (all of `timeout`) bounds the first `write`,
-/// each later one what is left (a jiffy at least): no slow read holds on.
+/// each later one what is left (1 µs at least): no slow read holds on.
 fn write_within(mut socket: &TcpStream, mut rest: &[u8], timeout: Duration) -> io::Result<()> {
     let (since, mut split) = (Instant::now(), false);
     while !rest.is_empty() {
