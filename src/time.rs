@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use chrono::{DateTime, Datelike, Utc};
 
-/// Wall and monotonic clock this far apart since the last wake: a step (NTP slews less).
+/// Wall and monotonic clock more than this apart since the last wake: a step (NTP slews less).
 const LEAST_STEP: Duration = Duration::from_secs(1);
 
 /// The wall clock, read at every use (a vDSO call, no system call).
