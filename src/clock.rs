@@ -119,12 +119,6 @@ fn plan(start: &Start, interval_ms: u64, now_ms: u64) -> (Schedule, u64, String)
     }
 }
 
-/// A tick's text, kept from tick to tick: a stream allocates nothing per tick.
-struct Scratch {
-    id: String,
-    data: String,
-}
-
 /// Appends the tick named `tick_ms`: its id that Unix time in ms, its data
 /// the same time as RFC 3339 (46 bytes in all):
 ///
@@ -133,27 +127,30 @@ struct Scratch {
 /// data: 2026-11-25T15:00:00Z\n
 /// \n
 /// ```
-fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, with_millis: bool, text: &mut Scratch) {
-    text.id.clear();
-    let _ = write!(text.id, "{tick_ms}");
-    text.data.clear();
-    time::format_rfc3339(&mut text.data, tick_ms, with_millis);
+/// `text` holds the id, then the data: kept from tick to tick, it makes a
+/// stream allocate nothing per tick.
+fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, with_millis: bool, text: &mut String) {
+    text.clear();
+    let _ = write!(text, "{tick_ms}");
+    let id_end = text.len();
+    time::format_rfc3339(text, tick_ms, with_millis);
+    let (id, data) = text.split_at(id_end);
     let tick = Event {
         event: None,
-        id: Some(&text.id),
-        data: &text.data,
+        id: Some(id),
+        data,
     };
     let _ = sse::encode_event(out, &tick); // a decimal id holds no line end
 }
 
 /// Appends an event of type `event` with data `value`: `event: clients\ndata: 2\n\n`.
-fn encode_named(out: &mut Vec<u8>, event: &str, value: impl Display, text: &mut Scratch) {
-    text.data.clear();
-    let _ = write!(text.data, "{value}");
+fn encode_named(out: &mut Vec<u8>, event: &str, value: impl Display, text: &mut String) {
+    text.clear();
+    let _ = write!(text, "{value}");
     let named = Event {
         event: Some(event),
         id: None,
-        data: &text.data,
+        data: text,
     };
     let _ = sse::encode_event(out, &named); // our type names hold no line end
 }
@@ -181,11 +178,10 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Sends `head` (the response head, encoded) and the stream, counted in
-/// `clients` meanwhile, until a write fails or the stream reaches its age.
-/// `send` puts one block on the wire whole, within the write timeout
-/// (`http.rs` gives it the socket). Returns what it knows, for the log:
-/// `12 events written (viewer left)`.
+/// Sends `head` (the response head, encoded), then the stream, counted in `clients`
+/// meanwhile, until a write fails or the stream reaches its age. `send` puts one block on
+/// the wire whole, within the write timeout (`http.rs` gives it the socket). Returns what
+/// it knows, for the log: `12 events written (viewer left)`.
 pub fn stream_clock(
     send: impl FnMut(&[u8]) -> io::Result<()>,
     head: Vec<u8>,
@@ -231,8 +227,7 @@ fn run_clock(
     let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, millis(wall));
     // Whole seconds show whole seconds; another interval or phase, ms.
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
-    let (id, data) = (String::with_capacity(24), String::with_capacity(32));
-    let text = &mut Scratch { id, data };
+    let text = &mut String::with_capacity(48);
     // The opening: comments, a resumed id (see `sse.rs`), `retry:`, `clients`.
     sse::encode_comment(&mut block, GREETING);
     if !note.is_empty() {
@@ -303,11 +298,7 @@ mod tests {
     #[test]
     fn a_tick_carries_its_time_as_id_and_rfc3339_data_in_46_bytes() {
         let mut out = Vec::new();
-        let mut text = Scratch {
-            id: String::new(),
-            data: String::new(),
-        };
-        encode_tick(&mut out, 1_795_618_800_000, false, &mut text);
+        encode_tick(&mut out, 1_795_618_800_000, false, &mut String::new());
         assert_eq!(out, b"id: 1795618800000\ndata: 2026-11-25T15:00:00Z\n\n");
         assert_eq!(out.len(), 46);
     }

@@ -122,7 +122,8 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
         Err(error) => return error_response(error),
     };
     let settings = &site.settings;
-    let start = || clock::start_after(last_event_ids(head).into_iter(), site.clock.now_ms());
+    let now_ms = time::millis(site.clock.now());
+    let start = || clock::start_after(last_event_ids(head).into_iter(), now_ms);
     match (route(head), full) {
         (Ok(Route::Page), false) => Some(sized("200 OK", "text/html", PAGE)),
         (Ok(Route::Events), false) => {
@@ -284,7 +285,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
         return format!("0 bytes ({error})");
     }
     let mut date = String::new();
-    time::format_http_date(&mut date, site.clock.now_ms());
+    time::format_http_date(&mut date, time::millis(site.clock.now()));
     let mut bytes = encode_head(&response, &date);
     let Response { fields, body, .. } = response;
     drop((date, fields)); // in `bytes` now: a stream keeps only what it sends

@@ -120,10 +120,6 @@ impl State {
 }
 
 impl Slot {
-    pub fn socket(&self) -> &TcpStream {
-        &self.waiter.socket
-    }
-
     /// Keeps the slot for good, now the head is in; `false` if reclaimed before.
     pub fn keep(&self) -> bool {
         self.slots.lock().stop_waiting(&self.waiter); // out of `waiting`: never reclaimed now
@@ -151,9 +147,10 @@ impl Drop for TurnAway {
 /// A connection with a slot: read its head in time, keep the slot, answer.
 pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
-    let request = http::read_request(slot.socket(), started + site.settings.head_timeout);
+    let socket = &slot.waiter.socket;
+    let request = http::read_request(socket, started + site.settings.head_timeout);
     if slot.keep() {
-        http::serve(slot.socket(), peer, site, request, false, started);
+        http::serve(socket, peer, site, request, false, started);
     }
 }
 
@@ -211,7 +208,7 @@ mod tests {
         assert!(!slots.reclaim_oldest(), "nobody else is");
         assert!(!first.keep(), "the first was reclaimed");
         let mut byte = [0u8; 1];
-        let read = first.socket().peek(&mut byte);
+        let read = first.waiter.socket.peek(&mut byte);
         assert!(matches!(read, Ok(0) | Err(_)), "and shut down: {read:?}");
         let third = slots.admit(socket(&listener)).expect("its slot is free");
         assert!(third.keep());

@@ -29,10 +29,6 @@ impl Clock {
     pub fn now(&self) -> Duration {
         UNIX_EPOCH.elapsed().unwrap_or_default()
     }
-
-    pub fn now_ms(&self) -> u64 {
-        millis(self.now())
-    }
 }
 
 pub fn millis(time: Duration) -> u64 {
@@ -62,12 +58,8 @@ pub fn format_http_date(text: &mut String, unix_ms: u64) {
     let months = "JanFebMarAprMayJunJulAugSepOctNovDec";
     let at = t.month0() as usize * 3;
     let month = months.get(at..at + 3).unwrap_or_default();
-    let (weekday, day, year) = (t.weekday(), t.day(), t.year());
-    let _ = write!(
-        text,
-        "{weekday}, {day:02} {month} {year:04} {} GMT",
-        t.time()
-    );
+    let (weekday, day, year, time) = (t.weekday(), t.day(), t.year(), t.time());
+    let _ = write!(text, "{weekday}, {day:02} {month} {year:04} {time} GMT");
 }
 
 /// A random number below `bound` (or 0): fresh hash keys, fine for load, not secrets.
