@@ -219,7 +219,7 @@ fn run_clock(
     clock: &Clock,
     events: &mut u64,
 ) -> io::Result<()> {
-    let place = time::draw_place();
+    let place = time::random_below(time::PLACES); // in the tick window, `time.rs`
     // Both clocks, read at each wake: the wall clock names and times ticks;
     // the monotonic one times sleeps and the age, and so finds steps.
     let (mut wall, mut mono) = (clock.now(), Instant::now());

@@ -63,7 +63,7 @@ pub fn format_http_date(text: &mut String, unix_ms: u64) {
 }
 
 /// A random number below `bound` (or 0): fresh hash keys, fine for load, not secrets.
-fn random_below(bound: u64) -> u64 {
+pub fn random_below(bound: u64) -> u64 {
     RandomState::new().build_hasher().finish() % bound.max(1)
 }
 
@@ -94,7 +94,7 @@ pub fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Opt
 const SPREAD_PS_PER_STREAM: [u64; 2] = [40_000_000, 25_000_000];
 
 /// A stream's place in that window, drawn once: `place` of `PLACES`.
-const PLACES: u64 = 1_000_000;
+pub const PLACES: u64 = 1_000_000;
 
 impl Clock {
     /// How far after each boundary a stream's ticks fall, so that threads do not
@@ -122,11 +122,6 @@ impl Clock {
         };
         let _ = self.spread_ps.fetch_update(Relaxed, Relaxed, next);
     }
-}
-
-/// A stream's place in the tick window, drawn once (`Clock::offset_ms`).
-pub fn draw_place() -> u64 {
-    random_below(PLACES)
 }
 
 #[cfg(test)]
