@@ -1,7 +1,6 @@
-//! Lesson 2b: one viewer's stream: its ticks, named how and sent when; how a
-//! viewer that reconnects picks up where it left off; the loop that writes.
-//! The time, and the draws that spread streams, come from `time.rs`. Spec:
-//! WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and 9.2.6
+//! Lesson 2b: one viewer's stream: its ticks, named how and sent when; how a viewer that
+//! reconnects picks up where it left off; the loop that writes. The time and the draws come
+//! from `time.rs`. Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and 9.2.6
 //! (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
 
 use std::fmt::{Display, Write as _};
@@ -42,9 +41,9 @@ pub enum Start {
     Ignored(&'static str),
 }
 
-/// Reads `Last-Event-ID` (WHATWG 9.2.4): an id that could be one of our ticks
-/// says where the viewer left off, with no state kept, even after a restart;
-/// after the clock stepped back, an id beyond `now_ms` is "in the future".
+/// Reads `Last-Event-ID` (WHATWG 9.2.4): an id that could be one of our ticks says where the
+/// viewer left off, with no state kept, even after a restart; after the clock stepped back,
+/// an id beyond `now_ms` is "in the future".
 pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> Start {
     let Some(id) = ids.next() else {
         return Start::Fresh;
