@@ -188,13 +188,10 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
 /// `HTTP-version = "HTTP/" DIGIT "." DIGIT` (section 2.3). `HTTP/1.2` is
 /// answered as 1.1: minor versions are compatible (RFC 9110 section 2.5).
 fn parse_version(text: &[u8]) -> Result<Version, RequestError> {
-    let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = text else {
-        return malformed("not an HTTP version");
-    };
-    match (major, minor) {
-        (b'1', b'0') => Ok(Version::Http10),
-        (b'1', b'1'..=b'9') => Ok(Version::Http11),
-        (b'0'..=b'9', b'0'..=b'9') => Err(RequestError::VersionNotSupported),
+    match text.strip_prefix(b"HTTP/") {
+        Some(b"1.0") => Ok(Version::Http10),
+        Some([b'1', b'.', b'1'..=b'9']) => Ok(Version::Http11),
+        Some([b'0'..=b'9', b'.', b'0'..=b'9']) => Err(RequestError::VersionNotSupported),
         _ => malformed("not an HTTP version"),
     }
 }
