@@ -110,7 +110,7 @@ pub enum Body {
     /// A body of known length: `Content-Length` says where it ends.
     Sized(Cow<'static, [u8]>),
     /// An event stream that ends at once (the full-server answer).
-    Events(Vec<u8>),
+    Events(Cow<'static, [u8]>),
     /// The clock: an event stream that runs until the viewer leaves.
     Clock(StreamPlan),
 }
@@ -153,7 +153,7 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
             }
             sse::encode_retry(&mut block, time::jitter(settings.retry_ms));
             sse::end_block(&mut block);
-            Some(stream_response(head, settings, Body::Events(block)))
+            Some(stream_response(head, settings, Body::Events(block.into())))
         }
         // RFC 9110 15.6.4 and 10.2.3; 5 s is the order of a browser's `retry`.
         (Ok(Route::Page), true) => {
@@ -291,8 +291,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
     drop((date, fields)); // in `bytes` now: a stream keeps only what it sends
     let body = match body {
         _ if head_only => Cow::Borrowed(&[][..]),
-        Body::Sized(body) => body,
-        Body::Events(block) => Cow::Owned(block),
+        Body::Sized(body) | Body::Events(body) => body,
         Body::Clock(plan) => {
             // One block, one write: Nagle's algorithm would only hold it back.
             let _ = socket.set_nodelay(true); // if it fails, so will the first write
@@ -387,8 +386,7 @@ mod tests {
         let response = respond(&parsed(request), site, full).expect("an answer");
         let head = encode_head(&response, "DATE");
         let body = match response.body {
-            Body::Sized(body) => body.into_owned(),
-            Body::Events(block) => block,
+            Body::Sized(body) | Body::Events(body) => body.into_owned(),
             Body::Clock(_) => b"(the clock)".to_vec(),
         };
         let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
