@@ -284,8 +284,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
     if let Err(error) = socket.set_write_timeout(Some(timeout)) {
         return format!("0 bytes ({error})");
     }
-    let mut date = String::new();
-    time::format_http_date(&mut date, time::millis(site.clock.now()));
+    let date = time::format_http_date(time::millis(site.clock.now()));
     let mut bytes = encode_head(&response, &date);
     let Response { fields, body, .. } = response;
     drop((date, fields)); // in `bytes` now: a stream keeps only what it sends

@@ -53,13 +53,13 @@ pub fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
 }
 
 /// The IMF-fixdate (RFC 9110 5.6.7) for `Date`: `Wed, 25 Nov 2026 15:00:00 GMT`.
-pub fn format_http_date(text: &mut String, unix_ms: u64) {
+pub fn format_http_date(unix_ms: u64) -> String {
     let t = calendar(unix_ms);
     let months = "JanFebMarAprMayJunJulAugSepOctNovDec";
     let at = t.month0() as usize * 3;
     let month = months.get(at..at + 3).unwrap_or_default();
     let (weekday, day, year, time) = (t.weekday(), t.day(), t.year(), t.time());
-    let _ = write!(text, "{weekday}, {day:02} {month} {year:04} {time} GMT");
+    format!("{weekday}, {day:02} {month} {year:04} {time} GMT")
 }
 
 /// A random number below `bound` (or 0): fresh hash keys, fine for load, not secrets.
@@ -137,12 +137,9 @@ mod tests {
         text.clear();
         format_rfc3339(&mut text, 1_795_618_800_250, true);
         assert_eq!(text, "2026-11-25T15:00:00.250Z");
-        text.clear();
-        format_http_date(&mut text, 1_795_618_800_250);
-        assert_eq!(text, "Wed, 25 Nov 2026 15:00:00 GMT");
-        text.clear();
-        format_http_date(&mut text, 0);
-        assert_eq!(text, "Thu, 01 Jan 1970 00:00:00 GMT");
+        let date = format_http_date(1_795_618_800_250);
+        assert_eq!(date, "Wed, 25 Nov 2026 15:00:00 GMT");
+        assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]
