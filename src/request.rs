@@ -76,7 +76,6 @@ pub enum Version {
     Http11,
 }
 
-/// A parsed request head.
 #[derive(Debug)]
 pub struct Head {
     /// For the log: checked ASCII, cut after `MAX_LOGGED_LINE_BYTES` with `…(cut)`.
