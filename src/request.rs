@@ -159,10 +159,8 @@ fn read_line(reader: &mut Take<impl BufRead>, line: &mut Vec<u8>) -> Result<(), 
 
 /// `request-line = method SP request-target SP HTTP-version` (section 3).
 fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
-    let mut parts = line.split(|&byte| byte == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let parts: Vec<&[u8]> = line.splitn(4, |&byte| byte == b' ').collect(); // a 4th: an SP too many
+    let [method, target, version] = parts[..] else {
         return malformed("request line is not method SP target SP version");
     };
     if !is_token(method) {
