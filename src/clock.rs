@@ -54,13 +54,11 @@ pub fn start_after<'a>(mut ids: impl Iterator<Item = &'a str>, now_ms: u64) -> S
         Ok(tick_ms) if decimal && ids.next().is_none() => tick_ms,
         _ => return Start::Ignored("Last-Event-ID ignored: not one tick id (decimal Unix ms)"),
     };
-    if tick_ms > now_ms {
-        return Start::Ignored("Last-Event-ID ignored: it is in the future");
+    match now_ms.checked_sub(tick_ms) {
+        None => Start::Ignored("Last-Event-ID ignored: it is in the future"),
+        Some(0..=MAX_RESUME_AGE_MS) => Start::Resume(tick_ms),
+        Some(_) => Start::Ignored("Last-Event-ID ignored: it is more than a day old"),
     }
-    if now_ms - tick_ms > MAX_RESUME_AGE_MS {
-        return Start::Ignored("Last-Event-ID ignored: it is more than a day old");
-    }
-    Start::Resume(tick_ms)
 }
 
 /// Tick `k` is named `first_ms + k × interval_ms` and due `offset_ms` later:
