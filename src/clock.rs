@@ -265,10 +265,10 @@ fn run_clock(
         }
         block.clear();
         block.shrink_to(BLOCK_BYTES);
-        // Until tick `k` is due by the wall clock, sleep on the monotonic one,
-        // waking for a keep-alive if that comes first (WHATWG HTML 9.2.7).
-        // (Read anew: building and writing took time, a blocked write much.)
-        let wait = schedule.due(k).saturating_sub(clock.now());
+        // Until tick `k` is due by the wall clock, sleep on the monotonic one, waking
+        // for a keep-alive if that comes first (WHATWG HTML 9.2.7). Now is the wake's
+        // reading plus the build and write time: a step meanwhile shows at the next wake.
+        let wait = schedule.due(k).saturating_sub(wall + mono.elapsed());
         thread::sleep(wait.min(stream.keep_alive));
         let was = (wall, mono);
         (wall, mono) = (clock.now(), Instant::now());

@@ -109,8 +109,8 @@ impl Clock {
 
     /// Tick `k` woke `late`. The window's rule: a tick over 2 ms late widens the whole
     /// window by 1 ms / `open` (less below 1,000), one tick in 100 on time narrows it as much.
-    /// So it widens by at most 1 ms an interval (gaps stay within 1 ms of the
-    /// interval) and settles where 1 tick in 100 is late, never over half an interval.
+    /// So this rule moves a stream's ticks by at most 1 ms an interval (streams opening or
+    /// closing move them too), and settles where 1 tick in 100 is late, at most half an interval.
     pub fn report_late(&self, late: Duration, k: u64, open: usize, interval_ms: u64) {
         let streams = u64::try_from(open).unwrap_or(u64::MAX).max(1);
         let step = (1_000_000_000 / streams.max(1000).saturating_pow(2)).max(1);
