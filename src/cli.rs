@@ -19,7 +19,7 @@ usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connecti
   --interval MS      time between clock events, 1 to 86400000 (default 1000)
   --retry MS         how long browsers wait before reconnecting, 0 to 86400000 (default 3000)
   --max-connections N
-                     most connections open at once, 1 to 1000000 (default 1000);
+                     most connections holding a slot, 1 to 1000000 (default 1000);
                      --max-clients N, its old name, still works
   --max-stream-age S each stream ends, to be resumed at once, after S to 1.5 S
                      seconds, 0 to 86400 (default 600; 0: never)

@@ -236,7 +236,7 @@ fn run_clock(
     sse::encode_retry(&mut block, stream.retry_ms);
     let mut said = clients.load(Ordering::SeqCst);
     encode_named(&mut block, "clients", said, text);
-    let mut named = 1; // the events in a block besides its ticks
+    let mut named = 1; // the events in a block besides its ticks (here the opening's `clients`)
     loop {
         let mut ticks = 0;
         while schedule.due(k) <= wall {

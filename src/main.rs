@@ -1,6 +1,7 @@
 //! sse-clock: a Server-Sent Events clock on a small, blocking, std-only HTTP/1.1 server. Read in
 //! order, each file using only those before it: `sse.rs`, `time.rs`, `clock.rs`,
-//! `static/index.html`, `request.rs`, `http.rs`, `slots.rs`, `cli.rs`, and this one.
+//! `static/index.html`, `request.rs`, `http.rs`, `slots.rs`, `cli.rs`, and this one, lesson 6b:
+//! bind, room for every connection, the accept loop, a thread per connection.
 
 mod cli;
 mod clock;
