@@ -205,9 +205,11 @@ pub fn stream_clock(
 /// this order, the head, the opening, and every tick due: tick 0, or all a
 /// resumed viewer missed (`k` counts from the id it resumed from, which it
 /// has). Then the loop sleeps while tick `k` is not due, and each write holds
-/// the tick due (more only after a late wake), a keep-alive, or a step's
-/// comment and the tick it moved to. A viewer that left fails a write: the
-/// first after its close if it left bytes unread (a reset), else the second.
+/// the tick due (more after a late wake; none, so no write, after a wake the
+/// clock made early: slewed, or stepped back by 1 s or less), a keep-alive,
+/// or a step's comment and its tick; `clients` or the age's end may follow.
+/// A viewer that left fails a write: the first after its close if it left
+/// bytes unread (a reset), else the second.
 fn run_clock(
     mut send: impl FnMut(&[u8]) -> io::Result<()>,
     mut block: Vec<u8>,
