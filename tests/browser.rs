@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::browser::{Browser, Engine, json_string};
+use common::browser::{Browser, Engine};
 use common::page::{open_page, probe, read_page, wait_for_page, wait_for_probe};
 use common::{EventStream, Server, free_port, wait_for_within};
 
@@ -456,12 +456,7 @@ fn a_frozen_server_is_shown_stale_and_the_page_comes_back_when_it_goes_on(browse
         page.state == "open" && page.stale.is_empty() && page.watched.last_id() >= Some(last + 2000)
     });
     page.watched.assert_contiguous(1000);
-    let changes: Vec<&str> = page
-        .watched
-        .states
-        .iter()
-        .map(|(state, _)| state.as_str())
-        .collect();
+    let changes = page.watched.state_names();
     assert_eq!(
         changes.iter().filter(|&&state| state == "stale").count(),
         1,
@@ -479,12 +474,7 @@ fn ticks_far_apart_with_only_keep_alives_between_are_never_stale(browser: &mut B
     open_page(browser, &format!("http://{}/", server.addr));
     let page = wait_for_page(browser, "3 ticks", |page| page.watched.ids.len() >= 3);
     page.watched.assert_contiguous(3000);
-    let states: Vec<&str> = page
-        .watched
-        .states
-        .iter()
-        .map(|(state, _)| state.as_str())
-        .collect();
+    let states = page.watched.state_names();
     assert!(
         !states.contains(&"stale"),
         "{:?}: {states:?}",
@@ -629,19 +619,7 @@ return [box.right, page.documentElement.clientWidth, page.documentElement.scroll
 
 /// Runs `script` every 50 ms until it returns a string that is not empty.
 fn wait_for_script(browser: &mut Browser, what: &str, script: &str) -> String {
-    let deadline = Instant::now() + common::page::PAGE_TIMEOUT;
-    loop {
-        let value = json_string(&browser.run(script)).unwrap_or_default();
-        if !value.is_empty() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{:?}: never got {what}",
-            browser.engine
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    common::page::wait_for_text(browser, what, script, |text| !text.is_empty())
 }
 
 /// Hiding the tab closes the wire view's stream, and `clients` falls;

@@ -120,15 +120,27 @@ fn wait_for_script(
     what: &str,
     done: impl Fn(&Page) -> bool,
 ) -> Page {
+    parse_page(&wait_for_text(browser, what, script, |text| {
+        done(&parse_page(text))
+    }))
+}
+
+/// Runs `script` every 50 ms until the string it returns is `done`.
+pub fn wait_for_text(
+    browser: &mut Browser,
+    what: &str,
+    script: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + PAGE_TIMEOUT;
     loop {
-        let page = parse_page(&browser.run_for_string(script));
-        if done(&page) {
-            return page;
+        let text = browser.run_for_string(script);
+        if done(&text) {
+            return text;
         }
         assert!(
             Instant::now() < deadline,
-            "{:?}: never got to {what}: {page:?}",
+            "{:?}: never got to {what}: {text:?}",
             browser.engine
         );
         thread::sleep(Duration::from_millis(50));
@@ -168,6 +180,14 @@ impl Watched {
                 self.ids
             );
         }
+    }
+
+    /// The states the page went through, in order.
+    pub fn state_names(&self) -> Vec<&str> {
+        self.states
+            .iter()
+            .map(|(state, _)| state.as_str())
+            .collect()
     }
 
     pub fn last_id(&self) -> Option<u64> {
