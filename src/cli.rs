@@ -12,7 +12,7 @@ use crate::http::{self, Settings};
 
 pub const USAGE: &str = "\
 usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connections N]
-                 [--max-stream-age SECONDS] [--allow-origin ORIGIN]... [--quiet]
+                 [--max-per-address N] [--max-stream-age SECONDS] [--allow-origin ORIGIN]... [--quiet]
        sse-clock -h | --help | -V | --version
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
@@ -21,6 +21,10 @@ usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connecti
   --max-connections N
                      most connections holding a slot, 1 to 1000000 (default 1000);
                      --max-clients N, its old name, still works
+  --max-per-address N
+                     most of them from one address (an IPv6 /64), 1 to 1000000
+                     (default a tenth of --max-connections); loopback peers,
+                     such as a proxy on this host, are not counted
   --max-stream-age S each stream ends, to be resumed at once, after S to 1.5 S
                      seconds, 0 to 86400 (default 600; 0: never)
   --allow-origin O   let pages from origin O (such as https://example.org) subscribe
@@ -35,6 +39,8 @@ pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 pub struct Config {
     pub addr: String,
     pub max_connections: usize,
+    /// `None`: a tenth of `max_connections` (`main.rs`).
+    pub max_per_address: Option<usize>,
     pub settings: Settings,
 }
 
@@ -51,6 +57,7 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
         // With the 20 files the server keeps for itself, 1000 fits the usual
         // soft limit of 1024 open files, so the default is never lowered.
         max_connections: 1000,
+        max_per_address: None,
         settings: Settings {
             interval_ms: 1000,
             retry_ms: 3000,
@@ -80,6 +87,10 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
             "--max-connections" | "--max-clients" => {
                 let max = number(&flag, &value()?, 1..=1_000_000)?;
                 config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
+            }
+            "--max-per-address" => {
+                let max = number(&flag, &value()?, 1..=1_000_000)?;
+                config.max_per_address = Some(usize::try_from(max).unwrap_or(usize::MAX));
             }
             "--max-stream-age" => {
                 let seconds = number(&flag, &value()?, 0..=DAY_MS / 1000)?;

@@ -18,7 +18,10 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::clock::{self, Start, StreamPlan};
@@ -41,6 +44,9 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Log lines waiting for stderr: past this many, a line is dropped and counted, never waited for.
+const LOG_QUEUE_LINES: usize = 1000;
+
 pub struct Settings {
     pub interval_ms: u64,
     pub retry_ms: u64,
@@ -59,13 +65,61 @@ pub struct Site {
     pub clock: time::Clock,
     /// How many streams are open: the number the `clients` event reports.
     pub clients: AtomicUsize,
+    /// Where log lines go (`None`: `--quiet`).
+    pub log: Option<Log>,
 }
 
 impl Site {
-    /// A line on stderr, unless `--quiet`; a closed stderr is no reason to panic.
-    pub fn log(&self, line: &str) {
-        if !self.settings.quiet {
-            let _ = writeln!(io::stderr(), "{line}");
+    /// Queues a line for stderr, unless `--quiet`.
+    pub fn log(&self, line: impl Into<String>) {
+        if let Some(log) = &self.log {
+            log.write(line.into());
+        }
+    }
+}
+
+/// The log: lines go through a bounded queue to one thread that writes them to stderr, so a
+/// stderr nobody reads (a paused terminal, `| less` left open, a stuck log shipper) stops
+/// that thread alone, never a connection's thread or the accept loop.
+pub struct Log {
+    queue: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Log {
+    /// Starts the thread that writes the lines. Lines dropped while the queue was full are
+    /// counted, and the count written once it is empty: `212 log lines dropped (...)`.
+    pub fn start() -> io::Result<Log> {
+        let (queue, lines) = mpsc::sync_channel::<String>(LOG_QUEUE_LINES);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        let write_lines = move || {
+            let mut stderr = io::stderr();
+            loop {
+                let line = match lines.try_recv() {
+                    Ok(line) => line,
+                    Err(TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Empty) => match counted.swap(0, SeqCst) {
+                        0 => match lines.recv() {
+                            Ok(line) => line,
+                            Err(_) => return,
+                        },
+                        n => format!("{n} log lines dropped (stderr was not read in time)"),
+                    },
+                };
+                let _ = writeln!(stderr, "{line}"); // a closed stderr is no reason to panic
+            }
+        };
+        thread::Builder::new()
+            .name("log".into())
+            .spawn(write_lines)?;
+        Ok(Log { queue, dropped })
+    }
+
+    /// Queues `line`, or counts it dropped: never waits.
+    fn write(&self, line: String) {
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(line) {
+            self.dropped.fetch_add(1, SeqCst);
         }
     }
 }
@@ -274,7 +328,7 @@ pub fn serve(
     let took = started.elapsed();
     let (seconds, ms) = (took.as_secs(), took.subsec_millis());
     let line = format!("{peer} \"{request_line}\" {code} {sent}{why} {seconds}.{ms:03}s");
-    site.log(&line);
+    site.log(line);
 }
 
 /// Writes head and body in one block (two small writes can wait on a delayed ACK)
@@ -373,6 +427,7 @@ mod tests {
             },
             clock: time::Clock::start(),
             clients: AtomicUsize::new(0),
+            log: None,
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, atomic::AtomicUsize};
 use std::time::{Duration, Instant};
 use std::{env, iter, thread};
 
-use http::Site;
+use http::{Log, Site};
 use slots::Slots;
 
 /// A thread's stack: no recursion, buffers on the heap, so 64 KiB is plenty;
@@ -55,11 +55,18 @@ fn main() -> ExitCode {
     let max_connections = reserve_files(&listener, config.max_connections);
     say(&format!("Listening on http://{addr}")); // how scripts learn the real port
     let site = Site {
+        log: (!config.settings.quiet).then(|| Log::start().expect("a thread for the log")),
         settings: config.settings,
         clock: time::Clock::start(),
         clients: AtomicUsize::new(0),
     };
-    accept_loop(&listener, &Slots::new(max_connections), &Arc::new(site))
+    // By default a tenth of the slots: no one address can lock the others out.
+    let per_address = config
+        .max_per_address
+        .unwrap_or(max_connections / 10)
+        .max(1);
+    let slots = Slots::new(max_connections, per_address);
+    accept_loop(&listener, &slots, &Arc::new(site))
 }
 
 /// Prints a line on stdout (a closed stdout is no reason to panic).
@@ -120,11 +127,11 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
             continue;
         };
         let shared = Arc::clone(site);
-        let work: Box<dyn FnOnce() + Send> = match slots.admit(socket) {
+        let work: Box<dyn FnOnce() + Send> = match slots.admit(socket, peer.ip()) {
             Ok(slot) => Box::new(move || slots::serve(slot, peer, &shared)),
-            Err(socket) => {
+            Err((socket, why)) => {
                 if full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
-                    site.log("full (--max-connections): every slot taken; turning newcomers away");
+                    site.log(why);
                     full_logged = Some(Instant::now());
                 }
                 match slots.claim_turn_away() {
@@ -143,8 +150,8 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
 /// success that ends it, never a line per connection; `failed` counts the run.
 fn log_failures<T>(site: &Site, what: &str, failed: &mut u64, result: &io::Result<T>) {
     match result {
-        Err(error) if *failed == 0 => site.log(&format!("{what} failed: {error}")),
-        Ok(_) if *failed > 0 => site.log(&format!("{what} works again after {failed} failures")),
+        Err(error) if *failed == 0 => site.log(format!("{what} failed: {error}")),
+        Ok(_) if *failed > 0 => site.log(format!("{what} works again after {failed} failures")),
         _ => {}
     }
     *failed = result.as_ref().map_or(*failed + 1, |_| 0);

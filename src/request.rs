@@ -78,7 +78,7 @@ pub enum Version {
 
 #[derive(Debug)]
 pub struct Head {
-    /// For the log: checked ASCII, cut after `MAX_LOGGED_LINE_BYTES` with `…(cut)`.
+    /// For the log: cut after `MAX_LOGGED_LINE_BYTES` with `…(cut)`, escaped (`escape_for_log`).
     pub request_line: String,
     pub method: String,
     pub target: String,
@@ -170,16 +170,29 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
         return malformed("target is not visible ASCII");
     }
     let text = |bytes| String::from_utf8_lossy(bytes).into_owned(); // ASCII: lossless
-    // Cut anywhere: in ASCII every byte is a whole character.
     let kept = line.get(..MAX_LOGGED_LINE_BYTES).unwrap_or(line);
     let cut = (kept.len() < line.len()).then_some("…(cut)");
     Ok(Head {
-        request_line: [&*text(kept), cut.unwrap_or_default()].concat(),
+        request_line: escape_for_log(kept) + cut.unwrap_or_default(),
         method: text(method),
         target: text(target),
         version: parse_version(version)?,
         fields: Vec::with_capacity(FIELDS_READ.len()),
     })
+}
+
+/// The bytes for a log line, as nginx writes them: `"`, `\`, control bytes and non-ASCII as
+/// `\xHH`, so that a target such as `/x"_200_-_"GET_/admin` cannot end the quoted request
+/// line early and make one log line read as two requests: `/x\x22_200_-_\x22GET_/admin`.
+pub fn escape_for_log(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        match byte {
+            b'"' | b'\\' | ..b' ' | 0x7f.. => text.push_str(&format!("\\x{byte:02X}")),
+            _ => text.push(char::from(byte)),
+        }
+    }
+    text
 }
 
 /// `HTTP-version = "HTTP/" DIGIT "." DIGIT` (section 2.3). `HTTP/1.2` is
@@ -472,12 +485,23 @@ Cache-Control: no-cache\r\n\
         let kept = String::from_utf8_lossy(&long[..MAX_LOGGED_LINE_BYTES]);
         assert_eq!(head.request_line, format!("{kept}…(cut)"));
         assert!(
-            head.request_line.capacity() < 256,
+            head.request_line.capacity() < 1024,
             "not the 8 KB line's buffer"
         );
         let exact = long_line(200, "1.1", "Host: x\r\n\r\n");
         let line = parse(&exact).expect("a valid head").request_line;
         assert_eq!(line.as_bytes(), &exact[..200], "200 bytes are kept whole");
+    }
+
+    #[test]
+    fn the_request_line_is_logged_with_quotes_backslashes_and_control_bytes_escaped() {
+        let forged = parse(b"GET /x\"_200_-_\"GET_/admin\\ HTTP/1.1\r\nHost: x\r\n\r\n");
+        let line = forged.expect("a valid head").request_line;
+        assert_eq!(line, r"GET /x\x22_200_-_\x22GET_/admin\x5C HTTP/1.1");
+        assert_eq!(
+            escape_for_log(b"a\r\n\x1b\x7f\xc3b"),
+            r"a\x0D\x0A\x1B\x7F\xC3b"
+        );
     }
 
     #[test]

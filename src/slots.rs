@@ -1,10 +1,11 @@
 //! Lesson 5: protection. At most `--max-connections` connections hold a slot
-//! (a thread). When full or out of descriptors, the one waiting longest for its
-//! head makes room: a flood that never sends a byte (slowloris) pushes only
-//! itself out, never a stream. A newcomer to a full server gets an extra thread.
+//! (a thread), and at most `--max-per-address` of them come from one address.
+//! When full or out of descriptors, the one waiting longest for its head makes
+//! room: a flood that never sends a byte (slowloris) pushes only itself out,
+//! never a stream. A newcomer to a full server gets an extra thread.
 
-use std::collections::VecDeque;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ pub const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Slots {
     max: usize,
+    per_address: usize,
     state: Mutex<State>,
     turning_away: AtomicUsize,
 }
@@ -28,13 +30,22 @@ pub struct Slots {
 struct State {
     /// Connections holding a slot (reclaimed ones no longer count).
     open: usize,
+    /// How many of them each address holds (`address_of`); none at 0, so it stays small.
+    held: HashMap<IpAddr, usize>,
     /// The connections still waiting for their head, the oldest first.
     waiting: VecDeque<Arc<Waiter>>,
 }
 
+/// Why a newcomer is turned away, for the log.
+pub const FULL: &str = "full (--max-connections): every slot taken; turning newcomers away";
+pub const ADDRESS_FULL: &str =
+    "full for one address (--max-per-address): turning its newcomers away";
+
 /// An admitted connection's socket, shared by its thread and the slots.
 struct Waiter {
     socket: TcpStream,
+    /// What it counts against (`address_of`).
+    address: Option<IpAddr>,
     /// Whether it is in `waiting` (changed only under the lock).
     waiting: AtomicBool,
     reclaimed: AtomicBool,
@@ -49,26 +60,56 @@ pub struct Slot {
 /// One of the `TURN_AWAY_THREADS`, given back when its thread ends.
 pub struct TurnAway(Arc<Slots>);
 
+/// The address a peer counts against: IPv4 whole (also as `::ffff:a.b.c.d`), IPv6 per /64
+/// (one host is commonly given a whole /64), and loopback not at all (`None`): there, the
+/// peer is on this host, such as a proxy that all viewers come through.
+pub fn address_of(peer: IpAddr) -> Option<IpAddr> {
+    match peer.to_canonical() {
+        ip if ip.is_loopback() => None,
+        IpAddr::V6(ip) => Some(IpAddr::V6(Ipv6Addr::from(u128::from(ip) >> 64 << 64))),
+        ip => Some(ip),
+    }
+}
+
 impl Slots {
-    pub fn new(max: usize) -> Arc<Slots> {
-        let waiting = VecDeque::new();
+    pub fn new(max: usize, per_address: usize) -> Arc<Slots> {
+        let (held, waiting) = (HashMap::new(), VecDeque::new());
         Arc::new(Slots {
             max,
-            state: Mutex::new(State { open: 0, waiting }),
+            per_address,
+            state: Mutex::new(State {
+                open: 0,
+                held,
+                waiting,
+            }),
             turning_away: AtomicUsize::new(0),
         })
     }
 
     /// Gives a newcomer a free slot, or the slot of the connection that has
-    /// waited longest for its head (shut down); or, when full, its socket back.
-    pub fn admit(self: &Arc<Self>, socket: TcpStream) -> Result<Slot, TcpStream> {
+    /// waited longest for its head (shut down); or, when full or when its
+    /// address holds its share, its socket back with the reason.
+    pub fn admit(
+        self: &Arc<Self>,
+        socket: TcpStream,
+        peer: IpAddr,
+    ) -> Result<Slot, (TcpStream, &'static str)> {
         let mut state = self.lock();
+        let address = address_of(peer);
+        let held = address.and_then(|address| state.held.get(&address).copied());
+        if held.unwrap_or(0) >= self.per_address {
+            return Err((socket, ADDRESS_FULL));
+        }
         if state.open >= self.max && !state.reclaim_oldest() {
-            return Err(socket);
+            return Err((socket, FULL));
         }
         state.open += 1;
+        if let Some(address) = address {
+            *state.held.entry(address).or_default() += 1;
+        }
         let waiter = Arc::new(Waiter {
             socket,
+            address,
             waiting: AtomicBool::new(true),
             reclaimed: AtomicBool::new(false),
         });
@@ -104,8 +145,22 @@ impl State {
         oldest.waiting.store(false, SeqCst);
         oldest.reclaimed.store(true, SeqCst);
         let _ = oldest.socket.shutdown(Shutdown::Both);
-        self.open -= 1;
+        self.release(&oldest);
         true
+    }
+
+    /// Frees a slot and its count against its address.
+    fn release(&mut self, waiter: &Waiter) {
+        self.open -= 1;
+        let Some(address) = waiter.address else {
+            return;
+        };
+        if let Some(held) = self.held.get_mut(&address) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(&address);
+            }
+        }
     }
 
     /// Takes the connection out of `waiting`, searching from the back: under
@@ -133,7 +188,7 @@ impl Drop for Slot {
         let mut state = self.slots.lock();
         state.stop_waiting(&self.waiter);
         if !self.waiter.reclaimed.load(SeqCst) {
-            state.open -= 1;
+            state.release(&self.waiter);
         }
     }
 }
@@ -171,6 +226,9 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
+    /// A peer's address (not loopback, which is not counted).
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     /// A connected socket to hand to `admit` (the other end is dropped).
     fn socket(listener: &TcpListener) -> TcpStream {
         TcpStream::connect(listener.local_addr().expect("address")).expect("connect")
@@ -179,20 +237,26 @@ mod tests {
     #[test]
     fn a_full_server_reclaims_the_slot_that_has_waited_longest_for_its_head() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let slots = Slots::new(2);
-        let first = slots.admit(socket(&listener)).expect("a free slot");
-        let second = slots.admit(socket(&listener)).expect("a free slot");
+        let slots = Slots::new(2, 10);
+        let first = slots.admit(socket(&listener), PEER).expect("a free slot");
+        let second = slots.admit(socket(&listener), PEER).expect("a free slot");
         let third = slots
-            .admit(socket(&listener))
+            .admit(socket(&listener), PEER)
             .expect("the first one's slot");
         assert!(!first.keep(), "the first was reclaimed");
         assert!(second.keep() && third.keep());
-        assert!(slots.admit(socket(&listener)).is_err(), "all kept: full");
+        assert!(
+            slots.admit(socket(&listener), PEER).is_err(),
+            "all kept: full"
+        );
         drop(first);
-        assert!(slots.admit(socket(&listener)).is_err(), "not freed twice");
+        assert!(
+            slots.admit(socket(&listener), PEER).is_err(),
+            "not freed twice"
+        );
         drop(second);
         assert!(
-            slots.admit(socket(&listener)).is_ok(),
+            slots.admit(socket(&listener), PEER).is_ok(),
             "a slot left is free"
         );
     }
@@ -200,9 +264,9 @@ mod tests {
     #[test]
     fn out_of_descriptors_the_oldest_silent_connection_is_closed_and_its_slot_freed() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let slots = Slots::new(2);
-        let first = slots.admit(socket(&listener)).expect("a free slot");
-        let second = slots.admit(socket(&listener)).expect("a free slot");
+        let slots = Slots::new(2, 10);
+        let first = slots.admit(socket(&listener), PEER).expect("a free slot");
+        let second = slots.admit(socket(&listener), PEER).expect("a free slot");
         assert!(second.keep(), "its head is in: never reclaimed");
         assert!(slots.reclaim_oldest(), "the first was waiting");
         assert!(!slots.reclaim_oldest(), "nobody else is");
@@ -210,16 +274,56 @@ mod tests {
         let mut byte = [0u8; 1];
         let read = first.waiter.socket.peek(&mut byte);
         assert!(matches!(read, Ok(0) | Err(_)), "and shut down: {read:?}");
-        let third = slots.admit(socket(&listener)).expect("its slot is free");
+        let third = slots
+            .admit(socket(&listener), PEER)
+            .expect("its slot is free");
         assert!(third.keep());
         drop(first);
-        assert!(slots.admit(socket(&listener)).is_err(), "not freed twice");
+        assert!(
+            slots.admit(socket(&listener), PEER).is_err(),
+            "not freed twice"
+        );
         drop((second, third));
     }
 
     #[test]
+    fn one_address_holds_at_most_its_share_and_loopback_is_not_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let slots = Slots::new(10, 2);
+        let other: IpAddr = "192.0.2.2".parse().expect("an address");
+        let held = [
+            slots.admit(socket(&listener), PEER),
+            slots.admit(socket(&listener), PEER),
+        ];
+        let over = slots.admit(socket(&listener), PEER).map(drop);
+        assert_eq!(over.map_err(|(_, why)| why), Err(ADDRESS_FULL));
+        assert!(
+            slots.admit(socket(&listener), other).is_ok(),
+            "another address"
+        );
+        let loopback: Vec<_> = (0..5)
+            .map(|_| slots.admit(socket(&listener), "::1".parse().expect("::1")))
+            .collect();
+        assert!(loopback.iter().all(Result::is_ok), "loopback: a proxy here");
+        drop(held);
+        assert!(slots.admit(socket(&listener), PEER).is_ok(), "given back");
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let of = |ip: &str| address_of(ip.parse().expect("an address"));
+        assert_eq!(of("2001:db8:1:2:aaaa::1"), of("2001:db8:1:2:bbbb::2"));
+        assert_ne!(of("2001:db8:1:2::1"), of("2001:db8:1:3::1"));
+        assert_eq!(of("::ffff:192.0.2.1"), Some(PEER));
+        assert_eq!(
+            (of("127.0.0.2"), of("::ffff:127.0.0.1"), of("::1")),
+            (None, None, None)
+        );
+    }
+
+    #[test]
     fn at_most_eight_threads_turn_newcomers_away() {
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, 1);
         let turns: Vec<_> = (0..20).filter_map(|_| slots.claim_turn_away()).collect();
         assert_eq!(turns.len(), TURN_AWAY_THREADS);
         drop(turns);

@@ -95,7 +95,8 @@ fn out_of_descriptors_the_connection_silent_longest_is_closed_for_a_newcomer() {
     let env = [("SSE_CLOCK_HEAD_TIMEOUT_MS", "60000")];
     let server = Server::start_with_env(&["--max-connections", "10"], &env);
     let mut silent: Vec<_> = (0..3).map(|_| server.connect()).collect();
-    common::wait_for(|| (server.threads() == 3 + 1).then_some(())).expect("3 admitted");
+    common::wait_for(|| (server.threads() == 3 + common::IDLE_THREADS).then_some(()))
+        .expect("3 admitted");
     if !allow_no_more_files(&server) {
         return;
     }

@@ -125,8 +125,8 @@ fn silent_connections_give_their_places_to_newcomers_oldest_first() {
         "the oldest left was reclaimed"
     );
 
-    // Threads stay bounded: one per slot, plus the accepting thread.
-    server.wait_until_threads_at_most(4 + 1);
+    // Threads stay bounded: one per slot, plus the idle ones.
+    server.wait_until_threads_at_most(4 + common::IDLE_THREADS);
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn a_flood_of_silent_connections_keeps_threads_bounded() {
         answer.starts_with("HTTP/1.1 200 OK\r\n"),
         "a real request gets in: {answer}"
     );
-    server.wait_until_threads_at_most(10 + 1);
+    server.wait_until_threads_at_most(10 + common::IDLE_THREADS);
     drop(flood);
     server.wait_until_idle();
 }

@@ -158,8 +158,8 @@ fn a_vanished_viewer_ends_its_thread() {
     }
     assert_eq!(
         server.threads(),
-        6,
-        "one accepting thread and one per stream"
+        common::IDLE_THREADS + 5,
+        "the idle threads and one per stream"
     );
     drop(streams);
     server.wait_until_idle();

@@ -7,10 +7,14 @@ pub mod page;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
+
+/// The threads of a server with no connection: the accepting one, and the
+/// one that writes the log (none under `--quiet`).
+pub const IDLE_THREADS: usize = 2;
 
 /// How long any test waits for bytes before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +53,8 @@ pub struct Server {
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
     log_reader: Option<JoinHandle<()>>,
+    /// Stderr, when nothing reads it into `log`.
+    stderr: Option<ChildStderr>,
     _stdout: BufReader<ChildStdout>,
 }
 
@@ -69,6 +75,19 @@ impl Server {
         Server::launch(command)
     }
 
+    /// The same, with its stderr into a pipe that nobody reads until
+    /// `take_stderr`: a paused terminal, a stuck log shipper.
+    pub fn start_with_stderr_unread(args: &[&str]) -> Server {
+        let mut command = server_command();
+        command.args(["--addr", "127.0.0.1:0"]).args(args);
+        Server::launch_with(command, false)
+    }
+
+    /// The unread stderr of `start_with_stderr_unread`.
+    pub fn take_stderr(&mut self) -> ChildStderr {
+        self.stderr.take().expect("stderr left unread")
+    }
+
     /// The same, allowed only `limit` open file descriptors (set by a
     /// shell's `ulimit -n`, which then becomes the server with `exec`).
     pub fn start_with_fd_limit(args: &[&str], limit: u32) -> Server {
@@ -82,7 +101,12 @@ impl Server {
         Server::launch(command)
     }
 
-    fn launch(mut command: Command) -> Server {
+    fn launch(command: Command) -> Server {
+        Server::launch_with(command, true)
+    }
+
+    /// Starts `command`, reading its stderr into the log if `read_log`.
+    fn launch_with(mut command: Command, read_log: bool) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,20 +122,23 @@ impl Server {
         // Collect stderr (the request log) on a thread, so the pipe never
         // fills and tests can look at what was logged.
         let log = Arc::new(Mutex::new(String::new()));
-        let stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut stderr = child.stderr.take();
         let sink = Arc::clone(&log);
-        let log_reader = thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let mut log = sink.lock().expect("log lock");
-                log.push_str(&line);
-                log.push('\n');
-            }
+        let log_reader = read_log.then(|| stderr.take()).flatten().map(|stderr| {
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut log = sink.lock().expect("log lock");
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
         });
         Server {
+            stderr,
             child,
             addr,
             log,
-            log_reader: Some(log_reader),
+            log_reader,
             _stdout: stdout,
         }
     }
@@ -223,9 +250,9 @@ impl Server {
         ticks(11) + ticks(12)
     }
 
-    /// Waits until the server runs only its accepting thread again.
+    /// Waits until the server runs only its idle threads again.
     pub fn wait_until_idle(&self) {
-        self.wait_until_threads_at_most(1);
+        self.wait_until_threads_at_most(IDLE_THREADS);
     }
 
     /// Waits until the server runs at most `most` threads, and fails if it
