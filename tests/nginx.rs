@@ -35,6 +35,50 @@ use common::{EventStream, Server, find_program, free_port, unix_ms_now, wait_for
 const PAGE: &str = include_str!("../static/index.html");
 const README: &str = include_str!("../README.md");
 
+/// The first line of the README's `@events_down` stream.
+const COME_BACK: &str = ": no instance answers or you hold too many streams, come back later\n";
+
+/// Every viewer behind nginx has the proxy's address, loopback, which the
+/// server does not count; the README's `limit_conn` bounds each client's
+/// streams at nginx instead (100 there, 2 here), and over it nginx answers
+/// `@events_down`'s stream, which an `EventSource` retries, never an error.
+#[test]
+fn one_client_holds_at_most_its_share_of_streams_through_nginx() {
+    let Some(nginx) = find_program(&["nginx"]) else {
+        common::missing("nginx is", "nginx");
+        return;
+    };
+    let server = Server::start(&["--interval", "200"]);
+    let limit = "limit_conn sse_clock_per_client 100;";
+    let locations = readme_locations(&server.addr.to_string());
+    assert!(locations.contains(limit), "{limit} in the README's block");
+    let proxy = Nginx::start(
+        &nginx,
+        "",
+        &locations.replace(limit, &limit.replace("100", "2")),
+    );
+    let mut held = [open_stream(&proxy, ""), open_stream(&proxy, "")];
+    for stream in &mut held {
+        stream.next_tick();
+    }
+    let mut third = proxy.connect();
+    third
+        .write_all(b"GET /events HTTP/1.0\r\nHost: proxied\r\nLast-Event-ID: 17\r\n\r\n")
+        .expect("send");
+    let answer = common::read_to_close(&mut third);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.ends_with(&format!("\r\n\r\n{COME_BACK}retry: 3000\nid: 17\n\n")),
+        "{answer}"
+    );
+    drop(held);
+    let back = common::wait_for(|| {
+        let mut stream = open_stream(&proxy, "");
+        (stream.next_block().get("data").is_some()).then_some(())
+    });
+    assert!(back.is_some(), "a stream again once the others closed");
+}
+
 #[test]
 fn events_pass_through_nginx_at_once_and_resume_through_it() {
     let Some(nginx) = find_program(&["nginx"]) else {
@@ -105,7 +149,7 @@ fn events_pass_through_nginx_at_once_and_resume_through_it() {
         ] {
             assert!(head.contains(&format!("\r\n{line}\r\n")), "{line}: {head}");
         }
-        let expected = format!(": no instance answers, come back later\nretry: 3000\n{id_line}\n");
+        let expected = format!("{COME_BACK}retry: 3000\n{id_line}\n");
         assert_eq!(body, expected, "after {field:?}");
     }
 }
@@ -280,12 +324,13 @@ impl Nginx {
             std::env::temp_dir().join(format!("sse-clock-nginx-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&prefix).expect("a directory for nginx");
         let dir = prefix.display();
+        let http = readme_nginx_block("limit_conn_zone");
         let config = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\n\
              error_log stderr warn;\nevents {{ worker_connections 64; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
              fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-             {upstreams}\n  server {{\n    listen 127.0.0.1:{port};\n{locations}\n  }}\n}}\n"
+             {http}\n{upstreams}\n  server {{\n    listen 127.0.0.1:{port};\n{locations}\n  }}\n}}\n"
         );
         std::fs::write(prefix.join("nginx.conf"), config).expect("write nginx.conf");
         let child = Command::new(nginx)
