@@ -18,10 +18,8 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
-use std::thread;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use crate::clock::{self, Start, StreamPlan};
@@ -44,9 +42,6 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Log lines waiting for stderr: past this many, a line is dropped and counted, never waited for.
-const LOG_QUEUE_LINES: usize = 1000;
-
 pub struct Settings {
     pub interval_ms: u64,
     pub retry_ms: u64,
@@ -65,61 +60,19 @@ pub struct Site {
     pub clock: time::Clock,
     /// How many streams are open: the number the `clients` event reports.
     pub clients: AtomicUsize,
-    /// Where log lines go (`None`: `--quiet`).
-    pub log: Option<Log>,
+    /// Log lines for the thread that writes them (`main.rs`); `None`: `--quiet`.
+    pub log: Option<SyncSender<String>>,
+    /// Lines dropped while that queue was full, for that thread to report.
+    pub log_dropped: AtomicU64,
 }
 
 impl Site {
-    /// Queues a line for stderr, unless `--quiet`.
+    /// Queues a line for stderr, or counts it dropped when the queue is full: a stderr
+    /// nobody reads (a paused terminal, a stuck log shipper) never holds up a connection.
     pub fn log(&self, line: impl Into<String>) {
-        if let Some(log) = &self.log {
-            log.write(line.into());
-        }
-    }
-}
-
-/// The log: lines go through a bounded queue to one thread that writes them to stderr, so a
-/// stderr nobody reads (a paused terminal, `| less` left open, a stuck log shipper) stops
-/// that thread alone, never a connection's thread or the accept loop.
-pub struct Log {
-    queue: SyncSender<String>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl Log {
-    /// Starts the thread that writes the lines. Lines dropped while the queue was full are
-    /// counted, and the count written once it is empty: `212 log lines dropped (...)`.
-    pub fn start() -> io::Result<Log> {
-        let (queue, lines) = mpsc::sync_channel::<String>(LOG_QUEUE_LINES);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&dropped);
-        let write_lines = move || {
-            let mut stderr = io::stderr();
-            loop {
-                let line = match lines.try_recv() {
-                    Ok(line) => line,
-                    Err(TryRecvError::Disconnected) => return,
-                    Err(TryRecvError::Empty) => match counted.swap(0, SeqCst) {
-                        0 => match lines.recv() {
-                            Ok(line) => line,
-                            Err(_) => return,
-                        },
-                        n => format!("{n} log lines dropped (stderr was not read in time)"),
-                    },
-                };
-                let _ = writeln!(stderr, "{line}"); // a closed stderr is no reason to panic
-            }
-        };
-        thread::Builder::new()
-            .name("log".into())
-            .spawn(write_lines)?;
-        Ok(Log { queue, dropped })
-    }
-
-    /// Queues `line`, or counts it dropped: never waits.
-    fn write(&self, line: String) {
-        if let Err(TrySendError::Full(_)) = self.queue.try_send(line) {
-            self.dropped.fetch_add(1, SeqCst);
+        let Some(queue) = &self.log else { return };
+        if let Err(TrySendError::Full(_)) = queue.try_send(line.into()) {
+            self.log_dropped.fetch_add(1, SeqCst);
         }
     }
 }
@@ -428,6 +381,7 @@ mod tests {
             clock: time::Clock::start(),
             clients: AtomicUsize::new(0),
             log: None,
+            log_dropped: AtomicU64::new(0),
         }
     }
 

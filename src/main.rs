@@ -15,11 +15,13 @@ use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::sync::{Arc, atomic::AtomicUsize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 use std::{env, iter, thread};
 
-use http::{Log, Site};
+use http::Site;
 use slots::Slots;
 
 /// A thread's stack: no recursion, buffers on the heap, so 64 KiB is plenty;
@@ -31,6 +33,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// When the server is full, say so on stderr at most this often.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Log lines waiting for stderr: past this many, a line is dropped and counted, never waited for.
+const LOG_QUEUE_LINES: usize = 1000;
 
 /// Descriptors kept for reclaimed connections whose threads are still closing them.
 const CLOSING_FILES: usize = 8;
@@ -54,19 +59,27 @@ fn main() -> ExitCode {
     };
     let max_connections = reserve_files(&listener, config.max_connections);
     say(&format!("Listening on http://{addr}")); // how scripts learn the real port
-    let site = Site {
-        log: (!config.settings.quiet).then(|| Log::start().expect("a thread for the log")),
+    let (queue, lines) = mpsc::sync_channel(LOG_QUEUE_LINES);
+    let quiet = config.settings.quiet;
+    let site = Arc::new(Site {
         settings: config.settings,
         clock: time::Clock::start(),
         clients: AtomicUsize::new(0),
-    };
+        log: (!quiet).then_some(queue),
+        log_dropped: AtomicU64::new(0),
+    });
+    if !quiet {
+        let site = Arc::clone(&site);
+        let log = thread::Builder::new().spawn(move || write_log(&lines, &site));
+        log.expect("a thread for the log");
+    }
     // By default a tenth of the slots: no one address can lock the others out.
     let per_address = config
         .max_per_address
         .unwrap_or(max_connections / 10)
         .max(1);
     let slots = Slots::new(max_connections, per_address);
-    accept_loop(&listener, &slots, &Arc::new(site))
+    accept_loop(&listener, &slots, &site)
 }
 
 /// Prints a line on stdout (a closed stdout is no reason to panic).
@@ -108,6 +121,26 @@ fn reserve_files(listener: &TcpListener, max: usize) -> usize {
          or `LimitNOFILE={needed}` under systemd"
     );
     fits
+}
+
+/// Writes the log's lines to stderr, on a thread of its own: a stderr nobody reads stops
+/// this thread alone. Once the queue is empty, it says how many lines were dropped.
+fn write_log(lines: &Receiver<String>, site: &Site) {
+    let mut stderr = io::stderr();
+    loop {
+        let line = match lines.try_recv() {
+            Ok(line) => line,
+            Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) => match site.log_dropped.swap(0, Ordering::SeqCst) {
+                0 => match lines.recv() {
+                    Ok(line) => line,
+                    Err(_) => return,
+                },
+                n => format!("{n} log lines dropped (stderr was not read in time)"),
+            },
+        };
+        let _ = writeln!(stderr, "{line}"); // a closed stderr is no reason to panic
+    }
 }
 
 /// Accepts for ever: each connection gets a slot, a turn-away thread, or closed.
