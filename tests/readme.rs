@@ -66,12 +66,17 @@ struct Listing {
     bytes: Vec<u8>,
 }
 
-/// Every `<!-- wire: SENDER NAME -->` listing in the README, in order.
+/// Every listing in the README, in order: each follows a line that is
+/// `<!-- wire: SENDER NAME -->` and nothing else.
 fn listings() -> Vec<Listing> {
-    let marker = "<!-- wire: ";
     let mut found = Vec::new();
-    for rest in README.split(marker).skip(1) {
-        let (label, after) = rest.split_once(" -->\n").expect("a marker ends in ` -->`");
+    let mut rest = README;
+    while let Some((line, after)) = rest.split_once('\n') {
+        rest = after;
+        let Some(label) = line.strip_prefix("<!-- wire: ") else {
+            continue;
+        };
+        let label = label.strip_suffix(" -->").expect("a marker ends in ` -->`");
         let (sender, name) = label.split_once(' ').expect("`SENDER NAME` in a marker");
         let sender = match sender {
             "curl" => Sender::Curl,
