@@ -245,8 +245,9 @@ impl Running {
     /// server takes `--addr` alone).
     fn start(sender: Sender, args: &[&str]) -> Running {
         match sender {
-            Sender::SseClock | Sender::Curl => Running::SseClock(Server::start(args)),
+            Sender::SseClock => Running::SseClock(Server::start(args)),
             Sender::OneScreen => Running::OneScreen(OneScreen::start()),
+            Sender::Curl => panic!("curl is the client, not a server"),
         }
     }
 
@@ -388,7 +389,8 @@ fn check(listing: &Listing) {
             assert_same(listing, &head);
         }
         (_, "opening") => {
-            let (mut stream, _) = Running::start(sender, &[]).open(&request());
+            let running = Running::start(sender, &[]); // runs while the blocks are read
+            let (mut stream, _) = running.open(&request());
             assert_same(listing, &stream.blocks_like(listing));
         }
         (_, "tick") => check_tick(listing),
