@@ -1,10 +1,11 @@
-//! Lesson 0: the tutorial's Go server (`data:` and the time, sleep a second, for ever) done right:
-//! ticks on the clock's whole seconds, `id:` and `retry:` to resume without loss, a thread that ends
-//! when its viewer leaves. Specs: WHATWG HTML 9.2 (SSE), RFC 9112, RFC 3339. `--bin one-screen`.
+//! Lesson 0: the tutorial's Go server (`data:` and the time, then sleep a second, for ever) done
+//! right: ticks on the clock's whole seconds, `id:` and `retry:` to resume without loss, a thread
+//! that ends when its viewer leaves. `cargo run --bin one-screen`. Specs: WHATWG HTML 9.2, RFC 9112.
 //! Left out here, and where the full server (`cargo run`) has it:
 //! - `src/sse.rs`: any text in an event; `src/time.rs`: steps of the wall clock;
 //! - `src/clock.rs`: `--interval`, `event: clients`, keep-alives for proxies, a stream's age;
-//! - `src/request.rs`: the whole request grammar; `src/http.rs`: HEAD, `?lastEventId=`, CORS;
+//! - `src/request.rs`: the whole request grammar, and its statuses (408, 414, 431, 505...);
+//! - `src/http.rs`: one deadline per head, HEAD, `?lastEventId=`, CORS, a close that loses nothing;
 //! - `src/slots.rs`: a cap on connections; `src/cli.rs`: options; `src/main.rs`: small stacks.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -98,16 +99,16 @@ fn write_sized(mut socket: &TcpStream, status: &str, kind: &str, body: &[u8]) ->
 fn stream_ticks(mut socket: &TcpStream, last_event_id: Option<u64>) -> io::Result<()> {
     socket.set_write_timeout(Some(TIMEOUT))?; // a viewer that stops reading fails a write
     let now = now_ms();
+    let (_, date) = format_times(now);
     let mut block = format!(
         "HTTP/1.1 200 OK\r\n\
-         Date: {}\r\n\
+         Date: {date}\r\n\
          Content-Type: text/event-stream\r\n\
          Cache-Control: no-cache\r\n\
          Connection: close\r\n\
          \r\n\
          retry: 3000\n\
-         \n",
-        format_times(now).1
+         \n"
     ); // retry: ms a browser waits to reconnect; a setting, so its blank line dispatches nothing
     let resume = last_event_id.filter(|&id| id <= now); // one from the future: start fresh
     let mut tick = resume.map_or(now - now % 1000, |id| id - id % 1000 + 1000);
@@ -120,7 +121,7 @@ fn stream_ticks(mut socket: &TcpStream, last_event_id: Option<u64>) -> io::Resul
             block.push_str(&format!("id: {tick}\ndata: {time}\n\n"));
             tick += 1000;
         }
-        // One block, one write (no buffer to flush); an error (viewer gone or stalled) ends it all.
+        // One block, one write (nothing to flush); an error (viewer left or stalled) ends the thread.
         socket.write_all(block.as_bytes())?;
         block.clear();
         // Sleep until the next whole second, not for a second: a fixed sleep adds the time
