@@ -221,3 +221,15 @@ fn a_head_over_8_kib_is_closed_unanswered() {
     let _ = socket.read_to_end(&mut answer); // a FIN or a reset, but no answer
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
 }
+
+#[test]
+fn anything_but_addr_on_the_command_line_gets_the_usage_and_status_2() {
+    let output = std::process::Command::new(BINARY)
+        .arg("--interval")
+        .output()
+        .expect("run one-screen");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr, "one-screen: usage: one-screen [--addr HOST:PORT]\n");
+    assert!(output.stdout.is_empty());
+}
