@@ -97,7 +97,7 @@ fn write_sized(mut socket: &TcpStream, status: &str, kind: &str, body: &[u8]) ->
 /// The head (no length: the body ends with the connection), `retry:`, then whole seconds'
 /// ticks from this one, or from the one after `Last-Event-ID`, until a write fails.
 fn stream_ticks(mut socket: &TcpStream, last_event_id: Option<u64>) -> io::Result<()> {
-    socket.set_write_timeout(Some(TIMEOUT))?; // a viewer that stops reading fails a write
+    socket.set_write_timeout(Some(TIMEOUT))?; // a stalled viewer: a write fails once buffers fill
     let now = now_ms();
     let (_, date) = format_times(now);
     let mut block = format!(
