@@ -88,6 +88,14 @@ impl Server {
         self.stderr.take().expect("stderr left unread")
     }
 
+    /// Starts another binary of this package, such as
+    /// `env!("CARGO_BIN_EXE_one-screen")`, with `--addr 127.0.0.1:0` only.
+    pub fn start_binary(binary: &str) -> Server {
+        let mut command = Command::new(binary);
+        command.args(["--addr", "127.0.0.1:0"]);
+        Server::launch(command)
+    }
+
     /// The same, allowed only `limit` open file descriptors (set by a
     /// shell's `ulimit -n`, which then becomes the server with `exec`).
     pub fn start_with_fd_limit(args: &[&str], limit: u32) -> Server {
@@ -111,7 +119,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|error| panic!("start {:?}: {error}", server_words()));
+            .unwrap_or_else(|error| panic!("start {:?}: {error}", command.get_program()));
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read the first line");
