@@ -22,6 +22,11 @@
 //!    320 px and shows the viewer's own time, and the wire view closes its
 //!    stream while the tab is hidden.
 //!
+//! Steps 6 and 7 watch a second tab, which shares the first tab's stream,
+//! and check both. Then, in a session of its own per engine: eight tabs of
+//! the page all load and tick on one stream, and when the tab that holds it
+//! closes, another takes over with no tick lost and none twice.
+//!
 //! Where the engines differ, the check says how, and prints what it
 //! measured (`cargo test --test browser -- --nocapture`); the README's
 //! table of engine differences comes from that output.
@@ -43,7 +48,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::browser::{Browser, Engine};
-use common::page::{open_page, probe, read_page, wait_for_page, wait_for_probe};
+use common::page::{
+    HOLDS, SHARES, open_page, open_tabs, probe, read_page, wait_for_page, wait_for_probe,
+};
 use common::{EventStream, Server, free_port, wait_for_within};
 
 const INTERVAL_MS: u64 = 200;
@@ -83,6 +90,91 @@ fn check_the_page_in(engine: Engine) {
     ticks_far_apart_with_only_keep_alives_between_are_never_stale(&mut browser);
     the_page_sits_in_landmarks_and_its_clock_keeps_to_one_line_at_320_px(&mut browser);
     the_wire_view_holds_a_connection_only_while_the_tab_is_shown(&mut browser);
+}
+
+#[test]
+fn eight_tabs_share_one_stream_in_chromium() {
+    check_eight_tabs_in(Engine::Chromium);
+}
+
+#[test]
+fn eight_tabs_share_one_stream_in_firefox() {
+    check_eight_tabs_in(Engine::Firefox);
+}
+
+#[test]
+fn eight_tabs_share_one_stream_in_webkit() {
+    check_eight_tabs_in(Engine::WebKit);
+}
+
+/// Eight tabs, two more than the connections a browser opens to one host
+/// over HTTP/1.1: every one loads and ticks, one holds the stream and seven
+/// share it, and the server counts one stream. The holder closes; another
+/// tab takes the lock and opens a stream from the last id it showed, and
+/// every tab left runs on, no tick missing, none twice.
+fn check_eight_tabs_in(engine: Engine) {
+    let Some(mut browser) = Browser::start(engine) else {
+        return;
+    };
+    let server = Server::start(&FAST);
+    eight_tabs_tick_on_one_stream_and_carry_on_when_its_holder_closes(&mut browser, &server);
+    // In all, the eight tabs opened two streams: the first tab's, and then
+    // one from where it stopped (and the test opened one of its own).
+    drop(browser);
+    let log = server.stop_and_read_log();
+    let streams: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" \"GET /events"))
+        .collect();
+    assert_eq!(streams.len(), 3, "{engine:?}: {streams:#?}");
+    let resumed = streams
+        .iter()
+        .filter(|line| line.contains(" \"GET /events?lastEventId="));
+    assert_eq!(resumed.count(), 1, "{engine:?}: {streams:#?}");
+}
+
+fn eight_tabs_tick_on_one_stream_and_carry_on_when_its_holder_closes(
+    browser: &mut Browser,
+    server: &Server,
+) {
+    let engine = browser.engine;
+    let tabs = open_tabs(browser, &format!("http://{}/", server.addr), 8);
+    for tab in &tabs {
+        browser.switch_to(tab);
+        wait_for_page(browser, "open, 1 client, 3 ticks", |page| {
+            page.state == "open" && page.clients == "1" && page.watched.ids.len() >= 3
+        });
+    }
+    // A stream of the test's own is told, in its opening, of two: the
+    // browser's one and itself.
+    let mut own = EventStream::open(server, "/events");
+    let opening = own.next_block();
+    assert!(opening.is_clients(), "{opening:?}");
+    assert_eq!(
+        opening.get("data"),
+        Some("2"),
+        "{engine:?}: one stream, 8 tabs"
+    );
+    drop(own);
+
+    // The first tab holds the stream; it closes.
+    browser.switch_to(&tabs[0]);
+    let closed_at = read_page(browser).watched.last_id().expect("ticks");
+    browser.close_tab();
+    let mut holders = 0;
+    for tab in &tabs[1..] {
+        browser.switch_to(tab);
+        let page = wait_for_page(browser, "10 ticks after the handover", |page| {
+            page.state == "open" && page.watched.last_id() >= Some(closed_at + 10 * INTERVAL_MS)
+        });
+        page.watched.assert_contiguous(INTERVAL_MS);
+        assert!([HOLDS, SHARES].contains(&page.role.as_str()), "{page:?}");
+        holders += usize::from(page.role == HOLDS);
+    }
+    assert_eq!(holders, 1, "{engine:?}: one tab took over");
+    wait_for_page(browser, "1 client: the closed tab's stream ended", |page| {
+        page.clients == "1"
+    });
 }
 
 /// The shortest wait before a reconnect each engine allows, whatever

@@ -134,6 +134,50 @@ impl Browser {
         json_string(&value).unwrap_or_else(|| panic!("not a string: {value}"))
     }
 
+    /// The current tab's handle, which names it to `switch_to`.
+    pub fn tab(&mut self) -> String {
+        let answer = match self.protocol {
+            Protocol::WebDriver { .. } => self.webdriver("GET", "/window", ""),
+            Protocol::Marionette { .. } => self.marionette("WebDriver:GetWindowHandle", "{}"),
+        };
+        let value = field(&answer, "value").and_then(json_string);
+        value.unwrap_or_else(|| panic!("no handle in {answer}"))
+    }
+
+    /// Opens a new tab (blank) and makes it the current one.
+    pub fn new_tab(&mut self) {
+        let answer = match self.protocol {
+            Protocol::WebDriver { .. } => {
+                self.webdriver("POST", "/window/new", "{\"type\":\"tab\"}")
+            }
+            Protocol::Marionette { .. } => {
+                self.marionette("WebDriver:NewWindow", "{\"type\":\"tab\"}")
+            }
+        };
+        // WebDriver: {"value":{"handle":"…","type":"tab"}}; Marionette: {"handle":"…",…}.
+        let inner = field(&answer, "value").unwrap_or(&answer);
+        let handle = field(inner, "handle").and_then(json_string);
+        let handle = handle.unwrap_or_else(|| panic!("no handle in {answer}"));
+        self.switch_to(&handle);
+    }
+
+    /// Makes the tab `handle` the current one: commands go to it.
+    pub fn switch_to(&mut self, handle: &str) {
+        let params = format!("{{\"handle\":{}}}", quote(handle));
+        match self.protocol {
+            Protocol::WebDriver { .. } => self.webdriver("POST", "/window", &params),
+            Protocol::Marionette { .. } => self.marionette("WebDriver:SwitchToWindow", &params),
+        };
+    }
+
+    /// Closes the current tab, as its user would; `switch_to` another next.
+    pub fn close_tab(&mut self) {
+        match self.protocol {
+            Protocol::WebDriver { .. } => self.webdriver("DELETE", "/window", ""),
+            Protocol::Marionette { .. } => self.marionette("WebDriver:CloseWindow", "{}"),
+        };
+    }
+
     /// chromedriver, which starts Chromium for the session.
     fn start_chromium(&mut self, chromium: &Path, chromedriver: &Path) {
         self.start_webdriver(|port| {
