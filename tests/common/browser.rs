@@ -9,7 +9,8 @@
 //!   translate WebDriver into): `LENGTH:JSON` messages on a TCP port.
 //!
 //! A test asks for `Browser::start(engine)`, goes to a URL with `goto` and
-//! runs scripts in the page with `run`; dropping the `Browser` ends the
+//! runs scripts in the page with `run`, in the current tab (`new_tab`,
+//! `switch_to` and `close_tab` change it); dropping the `Browser` ends the
 //! session and kills every process it started. Browsers take turns: `start`
 //! waits until no other `Browser` of the same test process is alive, since
 //! two at once on a 2-core machine are slow enough to miss deadlines.

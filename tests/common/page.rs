@@ -1,5 +1,6 @@
 //! The project's page (static/index.html) as a test sees it through a
-//! `Browser`: what it shows now (connection state, client count, clock),
+//! `Browser`: what it shows now (connection state, client count, clock,
+//! whether its tab holds the stream or shares another tab's),
 //! and everything it has shown since the test began to watch it: every
 //! clock event's id, in arrival order, and each change of the connection
 //! state (and each time the clock went stale or fresh again) with its time.
