@@ -22,6 +22,11 @@
 //!    320 px and shows the viewer's own time, and the wire view closes its
 //!    stream while the tab is hidden.
 //!
+//! Steps 6 and 7 watch a second tab, which shares the first tab's stream,
+//! and check both. Then, in a session of its own per engine: eight tabs of
+//! the page all load and tick on one stream, and when the tab that holds it
+//! closes, another takes over with no tick lost and none twice.
+//!
 //! Where the engines differ, the check says how, and prints what it
 //! measured (`cargo test --test browser -- --nocapture`); the README's
 //! table of engine differences comes from that output.
@@ -43,7 +48,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::browser::{Browser, Engine};
-use common::page::{open_page, probe, read_page, wait_for_page, wait_for_probe};
+use common::page::{
+    HOLDS, SHARES, close_tabs_but_the_first, open_page, open_tabs, probe, read_page, wait_for_page,
+    wait_for_probe,
+};
 use common::{EventStream, Server, free_port, wait_for_within};
 
 const INTERVAL_MS: u64 = 200;
@@ -83,6 +91,95 @@ fn check_the_page_in(engine: Engine) {
     ticks_far_apart_with_only_keep_alives_between_are_never_stale(&mut browser);
     the_page_sits_in_landmarks_and_its_clock_keeps_to_one_line_at_320_px(&mut browser);
     the_wire_view_holds_a_connection_only_while_the_tab_is_shown(&mut browser);
+}
+
+#[test]
+fn eight_tabs_share_one_stream_in_chromium() {
+    check_eight_tabs_in(Engine::Chromium);
+}
+
+#[test]
+fn eight_tabs_share_one_stream_in_firefox() {
+    check_eight_tabs_in(Engine::Firefox);
+}
+
+#[test]
+fn eight_tabs_share_one_stream_in_webkit() {
+    check_eight_tabs_in(Engine::WebKit);
+}
+
+/// Eight tabs, two more than the connections a browser opens to one host
+/// over HTTP/1.1: every one loads and ticks, one holds the stream and seven
+/// share it, and the server counts one stream. The holder closes; another
+/// tab takes the lock and opens a stream from the last id it showed, and
+/// every tab left runs on, no tick missing, none twice.
+fn check_eight_tabs_in(engine: Engine) {
+    let Some(mut browser) = Browser::start(engine) else {
+        return;
+    };
+    let server = Server::start(&FAST);
+    eight_tabs_tick_on_one_stream_and_carry_on_when_its_holder_closes(&mut browser, &server);
+    // In all, the eight tabs opened two streams: the first tab's, and then
+    // one from where it stopped (and the test opened one of its own).
+    drop(browser);
+    let log = server.stop_and_read_log();
+    let streams: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" \"GET /events"))
+        .collect();
+    assert_eq!(streams.len(), 3, "{engine:?}: {streams:#?}");
+    let resumed = streams
+        .iter()
+        .filter(|line| line.contains(" \"GET /events?lastEventId="));
+    assert_eq!(resumed.count(), 1, "{engine:?}: {streams:#?}");
+}
+
+fn eight_tabs_tick_on_one_stream_and_carry_on_when_its_holder_closes(
+    browser: &mut Browser,
+    server: &Server,
+) {
+    let engine = browser.engine;
+    let tabs = open_tabs(browser, &format!("http://{}/", server.addr), 8);
+    for tab in &tabs {
+        browser.switch_to(tab);
+        wait_for_page(browser, "open, 1 client, 3 ticks", |page| {
+            page.state == "open" && page.clients == "1" && page.watched.ids.len() >= 3
+        });
+    }
+    // A stream of the test's own is told, in its opening's `clients`, of
+    // two: the browser's one and itself.
+    let mut own = EventStream::open(server, "/events");
+    let clients = loop {
+        let block = own.next_block();
+        if block.is_clients() {
+            break block;
+        }
+    };
+    assert_eq!(
+        clients.get("data"),
+        Some("2"),
+        "{engine:?}: one stream, 8 tabs"
+    );
+    drop(own);
+
+    // The first tab holds the stream; it closes.
+    browser.switch_to(&tabs[0]);
+    let closed_at = read_page(browser).watched.last_id().expect("ticks");
+    browser.close_tab();
+    let mut holders = 0;
+    for tab in &tabs[1..] {
+        browser.switch_to(tab);
+        let page = wait_for_page(browser, "10 ticks after the handover", |page| {
+            page.state == "open" && page.watched.last_id() >= Some(closed_at + 10 * INTERVAL_MS)
+        });
+        page.watched.assert_contiguous(INTERVAL_MS);
+        assert!([HOLDS, SHARES].contains(&page.role.as_str()), "{page:?}");
+        holders += usize::from(page.role == HOLDS);
+    }
+    assert_eq!(holders, 1, "{engine:?}: one tab took over");
+    wait_for_page(browser, "1 client: the closed tab's stream ended", |page| {
+        page.clients == "1"
+    });
 }
 
 /// The shortest wait before a reconnect each engine allows, whatever
@@ -303,9 +400,12 @@ fn a_full_server_sends_the_page_away_and_it_comes_back_by_itself(browser: &mut B
     // The page's first server sends a long retry (1000 to 1500 ms) ...
     let first = Server::start(&["--interval", "200", "--retry", "1000", "--max-clients", "1"]);
     open_page(browser, &format!("http://{}/", first.addr));
-    wait_for_page(browser, "open, 2 ticks", |page| {
+    let up = wait_for_page(browser, "open, 2 ticks", |page| {
         page.state == "open" && page.watched.ids.len() >= 2
     });
+    // The states before may hold a first stream turned away while the
+    // request for the page itself held the one place: they are not counted.
+    let up_at = up.watched.states.last().map_or(0, |&(_, ms)| ms);
     // ... so that after a restart, another viewer takes the one place well
     // before the page is back.
     let addr = first.addr.to_string();
@@ -342,7 +442,12 @@ fn a_full_server_sends_the_page_away_and_it_comes_back_by_itself(browser: &mut B
     // Each answer `: full` opened and ended: the first came `retry` of the
     // first server after the restart, the others `retry` of the full one
     // apart.
-    let broke = page.watched.times_of("reconnecting")[0];
+    let broke = page
+        .watched
+        .times_of("reconnecting")
+        .into_iter()
+        .find(|&at| at > up_at);
+    let broke = broke.expect("the first server's stream broke");
     let opens: Vec<u64> = page.watched.times_of("open");
     let opens: Vec<u64> = opens.into_iter().filter(|&open| open > broke).collect();
     assert_waits(
@@ -359,10 +464,12 @@ fn a_full_server_sends_the_page_away_and_it_comes_back_by_itself(browser: &mut B
 /// good at the first one (WHATWG HTML 9.2.3), and the page opens a new
 /// `EventSource` itself after 1 to 1.5 s, then 2 to 3 s, then 4 to 6 s, each
 /// with the last id it showed in the query, since a new `EventSource` sends
-/// no `Last-Event-ID`. The server back, the ids run on, none lost.
+/// no `Last-Event-ID`. The server back, the ids run on, none lost. A
+/// second tab shares the first one's stream and shows the same.
 fn a_port_that_answers_502_for_a_while_and_the_page_comes_back_by_itself(browser: &mut Browser) {
     let server = Server::start(&FAST);
-    open_page(browser, &format!("http://{}/", server.addr));
+    let tabs = open_tabs(browser, &format!("http://{}/", server.addr), 2);
+    browser.switch_to(&tabs[0]); // in front, where its timers run on time
     wait_for_page(browser, "open, 3 ticks", |page| {
         page.state == "open" && page.watched.ids.len() >= 3
     });
@@ -381,10 +488,30 @@ fn a_port_that_answers_502_for_a_while_and_the_page_comes_back_by_itself(browser
     let requests = requests.expect("three requests answered 502");
     let _back = Server::start(&[&["--addr", &addr][..], &FAST[..]].concat());
     assert_reopened_with_the_query(browser.engine, last, &requests);
-    let page = wait_for_page(browser, "open again, 5 ticks on", |page| {
-        page.state == "open" && page.watched.last_id() >= Some(last + 5 * INTERVAL_MS)
-    });
-    page.watched.assert_contiguous(INTERVAL_MS);
+    let ids = (last + 5 * INTERVAL_MS, INTERVAL_MS);
+    assert_both_tabs_come_back(browser, &tabs, "closed", ids);
+}
+
+/// Both tabs, the one that shares the stream first: each went through
+/// `state` (`closed`, `stale`) on its way, and is open again past `id`,
+/// every id `interval_ms` after the one before, none lost, none twice.
+/// Then the second tab closes.
+fn assert_both_tabs_come_back(
+    browser: &mut Browser,
+    tabs: &[String],
+    state: &str,
+    (id, interval_ms): (u64, u64),
+) {
+    for tab in [&tabs[1], &tabs[0]] {
+        browser.switch_to(tab);
+        let page = wait_for_page(browser, "open again, ticking on", |page| {
+            page.state == "open" && page.stale.is_empty() && page.watched.last_id() >= Some(id)
+        });
+        page.watched.assert_contiguous(interval_ms);
+        let states = page.watched.state_names();
+        assert!(states.contains(&state), "{:?}: {states:?}", browser.engine);
+    }
+    close_tabs_but_the_first(browser, tabs);
 }
 
 /// The first request after the stop is the browser's own reconnect, with
@@ -424,9 +551,11 @@ fn ms(duration: Duration) -> u64 {
 /// up and nothing comes. At the default interval of 1 s the page says so
 /// within about 3 s (two intervals and half a second after the last tick),
 /// replaces the stream, and resumes once the server goes on (`SIGCONT`).
+/// A second tab, as above, shows the same.
 fn a_frozen_server_is_shown_stale_and_the_page_comes_back_when_it_goes_on(browser: &mut Browser) {
     let server = Server::start(&[]);
-    open_page(browser, &format!("http://{}/", server.addr));
+    let tabs = open_tabs(browser, &format!("http://{}/", server.addr), 2);
+    browser.switch_to(&tabs[0]); // in front, where its timers run on time
     wait_for_page(browser, "open, 3 ticks", |page| {
         page.state == "open" && page.watched.ids.len() >= 3
     });
@@ -455,13 +584,13 @@ fn a_frozen_server_is_shown_stale_and_the_page_comes_back_when_it_goes_on(browse
     let page = wait_for_page(browser, "open, fresh, 2 ticks on", |page| {
         page.state == "open" && page.stale.is_empty() && page.watched.last_id() >= Some(last + 2000)
     });
-    page.watched.assert_contiguous(1000);
     let changes = page.watched.state_names();
     assert_eq!(
         changes.iter().filter(|&&state| state == "stale").count(),
         1,
         "{engine:?}: stale only once, while frozen: {changes:?}"
     );
+    assert_both_tabs_come_back(browser, &tabs, "stale", (last + 2000, 1000));
 }
 
 /// Ticks 3 s apart with `: keep-alive` every 500 ms between (as the server

@@ -13,7 +13,8 @@
 //! holds the page's stream is killed, and the page carries on from the
 //! other one with no tick lost and none repeated. And the only instance
 //! behind nginx is stopped and started again: nginx's short stream keeps
-//! the browser coming back, and the ids run on across the restart.
+//! the browser coming back, and the ids run on across the restart, in the
+//! tab that holds the stream and in a second one that shares it.
 //!
 //! Needs the Debian package `nginx`, and for scale-out the browsers
 //! (`.ci/run` installs them all). Without them the tests are skipped with
@@ -29,7 +30,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::browser::{Browser, Engine};
-use common::page::{open_page, wait_for_page};
+use common::page::{close_tabs_but_the_first, open_page, open_tabs, wait_for_page};
 use common::{EventStream, Server, find_program, free_port, unix_ms_now, wait_for_within};
 
 const PAGE: &str = include_str!("../static/index.html");
@@ -239,13 +240,15 @@ fn check_scale_out(nginx: &Path, browser: &mut Browser) {
 /// The only instance behind nginx (the README's `location` blocks alone)
 /// stops; nginx answers each reconnect with its short stream, `retry: 3000`,
 /// so the browser never gives up; the instance starts again on the same
-/// address, and the ids run on, none lost, none twice.
+/// address, and the ids run on, none lost, none twice. A second tab shares
+/// the first one's stream, and shows the same.
 fn check_restart_of_the_only_instance(nginx: &Path, browser: &mut Browser) {
     let engine = browser.engine;
     let server = Server::start(&ARGS);
     let addr = server.addr.to_string();
     let proxy = Nginx::start(nginx, "", &readme_locations(&addr));
-    open_page(browser, &format!("http://127.0.0.1:{}/", proxy.port));
+    let tabs = open_tabs(browser, &format!("http://127.0.0.1:{}/", proxy.port), 2);
+    browser.switch_to(&tabs[0]); // the holder in front, where its timers run on time
     let page = wait_for_page(browser, "open, 3 ticks", |page| {
         page.state == "open" && page.watched.ids.len() >= 3
     });
@@ -258,15 +261,23 @@ fn check_restart_of_the_only_instance(nginx: &Path, browser: &mut Browser) {
     });
     let last = page.watched.last_id().expect("ticks before the stop");
     let _back = Server::start(&[&["--addr", &addr][..], &ARGS[..]].concat());
-    let page = wait_for_page(browser, "open again, 5 ticks on", |page| {
-        page.state == "open" && page.watched.last_id() >= Some(last + 5 * 200)
-    });
-    page.watched.assert_contiguous(200);
-    let states = &page.watched.states[down_at..];
-    assert!(
-        states.iter().all(|(state, _)| state != "closed"),
-        "{engine:?}: never gave up: {states:?}"
-    );
+    for tab in [&tabs[0], &tabs[1]] {
+        browser.switch_to(tab);
+        let page = wait_for_page(browser, "open again, 5 ticks on", |page| {
+            page.state == "open" && page.watched.last_id() >= Some(last + 5 * 200)
+        });
+        page.watched.assert_contiguous(200);
+        let states = page.watched.state_names();
+        assert!(
+            states.iter().filter(|&&state| state == "open").count() >= 3,
+            "{engine:?}: nginx's short streams: {states:?}"
+        );
+        assert!(
+            !states.contains(&"closed"),
+            "{engine:?}: never gave up: {states:?}"
+        );
+    }
+    close_tabs_but_the_first(browser, &tabs);
 }
 
 /// `GET /events` through the proxy, as HTTP/1.0 so that nginx sends the

@@ -9,7 +9,8 @@
 //!   translate WebDriver into): `LENGTH:JSON` messages on a TCP port.
 //!
 //! A test asks for `Browser::start(engine)`, goes to a URL with `goto` and
-//! runs scripts in the page with `run`; dropping the `Browser` ends the
+//! runs scripts in the page with `run`, in the current tab (`new_tab`,
+//! `switch_to` and `close_tab` change it); dropping the `Browser` ends the
 //! session and kills every process it started. Browsers take turns: `start`
 //! waits until no other `Browser` of the same test process is alive, since
 //! two at once on a 2-core machine are slow enough to miss deadlines.
@@ -132,6 +133,50 @@ impl Browser {
     pub fn run_for_string(&mut self, script: &str) -> String {
         let value = self.run(script);
         json_string(&value).unwrap_or_else(|| panic!("not a string: {value}"))
+    }
+
+    /// The current tab's handle, which names it to `switch_to`.
+    pub fn tab(&mut self) -> String {
+        let answer = match self.protocol {
+            Protocol::WebDriver { .. } => self.webdriver("GET", "/window", ""),
+            Protocol::Marionette { .. } => self.marionette("WebDriver:GetWindowHandle", "{}"),
+        };
+        let value = field(&answer, "value").and_then(json_string);
+        value.unwrap_or_else(|| panic!("no handle in {answer}"))
+    }
+
+    /// Opens a new tab (blank) and makes it the current one.
+    pub fn new_tab(&mut self) {
+        let answer = match self.protocol {
+            Protocol::WebDriver { .. } => {
+                self.webdriver("POST", "/window/new", "{\"type\":\"tab\"}")
+            }
+            Protocol::Marionette { .. } => {
+                self.marionette("WebDriver:NewWindow", "{\"type\":\"tab\"}")
+            }
+        };
+        // WebDriver: {"value":{"handle":"…","type":"tab"}}; Marionette: {"handle":"…",…}.
+        let inner = field(&answer, "value").unwrap_or(&answer);
+        let handle = field(inner, "handle").and_then(json_string);
+        let handle = handle.unwrap_or_else(|| panic!("no handle in {answer}"));
+        self.switch_to(&handle);
+    }
+
+    /// Makes the tab `handle` the current one: commands go to it.
+    pub fn switch_to(&mut self, handle: &str) {
+        let params = format!("{{\"handle\":{}}}", quote(handle));
+        match self.protocol {
+            Protocol::WebDriver { .. } => self.webdriver("POST", "/window", &params),
+            Protocol::Marionette { .. } => self.marionette("WebDriver:SwitchToWindow", &params),
+        };
+    }
+
+    /// Closes the current tab, as its user would; `switch_to` another next.
+    pub fn close_tab(&mut self) {
+        match self.protocol {
+            Protocol::WebDriver { .. } => self.webdriver("DELETE", "/window", ""),
+            Protocol::Marionette { .. } => self.marionette("WebDriver:CloseWindow", "{}"),
+        };
     }
 
     /// chromedriver, which starts Chromium for the session.

@@ -1,5 +1,6 @@
 //! The project's page (static/index.html) as a test sees it through a
-//! `Browser`: what it shows now (connection state, client count, clock),
+//! `Browser`: what it shows now (connection state, client count, clock,
+//! whether its tab holds the stream or shares another tab's),
 //! and everything it has shown since the test began to watch it: every
 //! clock event's id, in arrival order, and each change of the connection
 //! state (and each time the clock went stale or fresh again) with its time.
@@ -26,6 +27,8 @@ pub struct Page {
     pub clock: String,
     /// The word beside the clock: empty, or `stale: no event for 3 s`.
     pub stale: String,
+    /// Whether this tab `holds the stream` or `shares another tab's`.
+    pub role: String,
     pub watched: Watched,
 }
 
@@ -64,7 +67,7 @@ const READ: &str = "\
 const text = (id) => document.getElementById(id).textContent;
 const watched = window.sseClockWatch;
 return [document.getElementById('state').dataset.state, text('state'), text('clients'), text('clock'),
-  text('stale'), watched.ids.join(','), watched.states.join(',')].join('|');";
+  text('stale'), watched.ids.join(','), watched.states.join(','), text('role')].join('|');";
 
 /// Opens an `EventSource` on `url` from the current page, recorded like
 /// the page's own (ids in order, states with times); `closed` is the state
@@ -88,6 +91,37 @@ return ['', '', '', '', '', watched.ids.join(','), watched.states.join(',')].joi
 pub fn open_page(browser: &mut Browser, url: &str) {
     browser.goto(url);
     browser.run(WATCH);
+}
+
+/// What the holder of the shared stream says, and what the other tabs say.
+pub const HOLDS: &str = "holds the stream";
+pub const SHARES: &str = "shares another tab's";
+
+/// Loads the page at `url` in the current tab and in `count - 1` new ones,
+/// each once the one before holds or shares the stream, and watches each;
+/// the tabs' handles, the current tab first, which holds the stream. The
+/// last tab stays current.
+pub fn open_tabs(browser: &mut Browser, url: &str, count: usize) -> Vec<String> {
+    let mut tabs = Vec::new();
+    for at in 0..count {
+        if at > 0 {
+            browser.new_tab();
+        }
+        tabs.push(browser.tab());
+        open_page(browser, url);
+        let role = if at == 0 { HOLDS } else { SHARES };
+        wait_for_page(browser, role, |page| page.role == role);
+    }
+    tabs
+}
+
+/// Closes each tab of `tabs` but the first, which becomes current.
+pub fn close_tabs_but_the_first(browser: &mut Browser, tabs: &[String]) {
+    for tab in &tabs[1..] {
+        browser.switch_to(tab);
+        browser.close_tab();
+    }
+    browser.switch_to(&tabs[0]);
 }
 
 pub fn read_page(browser: &mut Browser) -> Page {
@@ -151,7 +185,7 @@ fn parse_page(text: &str) -> Page {
     let mut parts = text.split('|');
     let mut next = || parts.next().unwrap_or_default().to_owned();
     let (state, words, clients, clock) = (next(), next(), next(), next());
-    let (stale, ids, states) = (next(), next(), next());
+    let (stale, ids, states, role) = (next(), next(), next(), next());
     let ids = ids.split(',').filter_map(|id| id.parse().ok()).collect();
     let states = states
         .split(',')
@@ -164,6 +198,7 @@ fn parse_page(text: &str) -> Page {
         clients,
         clock,
         stale,
+        role,
         watched: Watched { ids, states },
     }
 }
