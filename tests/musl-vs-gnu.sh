@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 N=${1:-1000}
 FIRST=${2:-gnu}
 WINDOW=${WINDOW:-30s}
+case $FIRST in gnu | musl) ;; *) echo "FIRST is gnu or musl, not $FIRST"; exit 1 ;; esac
 BENCH=${BENCH:-$PWD/../shared/bench}
 [ -d "$BENCH/sseload" ] || { echo "no $BENCH/sseload: set BENCH to the bench directory"; exit 1; }
 command -v go >/dev/null || { echo "needs Go: apt-get install golang-go"; exit 1; }
