@@ -1,8 +1,9 @@
 //! The smoke set: one short test for each thing a viewer needs, so that a
 //! binary built for another machine can be checked quickly. `.ci/run` runs
-//! this file against the ARM builds under qemu-user, through
-//! `SSE_CLOCK_TEST_SERVER` (see `tests/common/mod.rs`); plain `cargo test`
-//! runs it against the binary it built.
+//! this file against the static builds and the 64-bit ARM glibc build, the
+//! ARM ones under qemu-user, through `SSE_CLOCK_TEST_SERVER` (see
+//! `tests/common/mod.rs`); plain `cargo test` runs it against the binary it
+//! built.
 //!
 //! The other test files check each of these in full. These check only what
 //! would break on another architecture (the bytes, the ids, the counts) and
