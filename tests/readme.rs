@@ -19,6 +19,7 @@
 //! page-head      the head of GET /
 //! not-found      the whole answer to GET /nope
 //! full-stream    a full server's whole answer to GET /events (sse-clock only)
+//! full-body      the same answer's body, after its head (sse-clock only)
 //! full-page      a full server's whole answer to GET / (sse-clock only)
 //! ```
 //!
@@ -404,7 +405,7 @@ fn check(listing: &Listing) {
             let answer = Running::start(sender, &[]).exchange(&request_for("/nope"));
             assert_same(listing, &answer);
         }
-        (Sender::SseClock, "full-stream" | "full-page") => check_full(listing),
+        (Sender::SseClock, "full-stream" | "full-body" | "full-page") => check_full(listing),
         (_, name) => panic!("no check for a `{sender:?}` listing called `{name}`"),
     }
 }
@@ -468,7 +469,10 @@ fn check_full(listing: &Listing) {
         "/events"
     };
     let answer = running.exchange(&request_for(target));
-    assert_same(listing, &answer);
+    let head_end = answer.windows(4).position(|end| end == b"\r\n\r\n");
+    let body = head_end.map_or(&[][..], |at| &answer[at + 4..]);
+    let shown = if listing.name == "full-body" { body } else { &answer };
+    assert_same(listing, shown);
 }
 
 /// What may vary is matched by its shape; any other byte counts.
