@@ -56,7 +56,6 @@ fn main() -> ExitCode {
     say(&format!("Listening on http://{addr}")); // how scripts learn the real port
     let site = Site {
         settings: config.settings,
-        clock: time::Clock::start(),
         clients: AtomicUsize::new(0),
     };
     accept_loop(&listener, &Slots::new(max_connections), &Arc::new(site))
