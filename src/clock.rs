@@ -3,7 +3,7 @@
 //! from `time.rs`. Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and 9.2.6
 //! (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
 
-use std::fmt::{Display, Write as _};
+use std::fmt::Write as _;
 use std::io;
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,8 +26,7 @@ pub const MAX_REPLAY: u64 = 300;
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// The tick window (`window_offset_ms`): 40 µs wide for each open stream, and a
-/// stream's place in it, drawn once: `place` of `PLACES`.
+/// The tick window (`window_offset_ms`) per open stream, and a stream's place in it.
 const WINDOW_US_PER_STREAM: u64 = 40;
 const PLACES: u64 = 1_000_000;
 
@@ -122,11 +121,10 @@ fn plan(start: &Start, interval_ms: u64, now_ms: u64) -> (Schedule, u64, String)
     }
 }
 
-/// The tick window: how long after its due time a stream's ticks go out, so that the
-/// threads of all streams do not wake in the same instant (and the last go out late
-/// anyway). It is the stream's `place` of `PLACES`, drawn once, in a window 40 µs wide
-/// for each stream open now (40 ms for 1,000), at most half an interval, in whole ms:
-/// up to 25 streams, every tick goes out on the boundary.
+/// The tick window: how long after its due time a stream's ticks go out, so that the threads
+/// of all streams do not wake in the same instant: its `place` of `PLACES`, drawn once, in a
+/// window 40 µs wide for each stream open now (40 ms for 1,000), at most half an interval.
+/// In whole ms: up to 25 streams, every tick goes out on the boundary.
 fn window_offset_ms(place: u64, open: usize, interval_ms: u64) -> u64 {
     let streams = u64::try_from(open).unwrap_or(u64::MAX);
     let window_us = streams.saturating_mul(WINDOW_US_PER_STREAM);
@@ -134,9 +132,8 @@ fn window_offset_ms(place: u64, open: usize, interval_ms: u64) -> u64 {
     window_us.saturating_mul(place) / PLACES / 1000
 }
 
-/// The next write, built whole, and the events in it, for the log. `text` holds a tick's
-/// id and data, or an event's data: kept from write to write, it makes a stream allocate
-/// nothing per tick.
+/// The next write, built whole, and the events in it, for the log. `text`, a tick's id and
+/// data, kept from tick to tick, makes a stream allocate nothing per tick.
 #[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
@@ -168,14 +165,12 @@ impl Batch {
         self.events += 1;
     }
 
-    /// Appends an event of type `event` with data `value`: `event: clients\ndata: 2\n\n`.
-    fn encode_named(&mut self, event: &str, value: impl Display) {
-        self.text.clear();
-        let _ = write!(self.text, "{value}");
+    /// Appends an event of type `event`, no id: `event: clients\ndata: 2\n\n`.
+    fn encode_named(&mut self, event: &str, data: &str) {
         let named = Event {
             event: Some(event),
             id: None,
-            data: &self.text,
+            data,
         };
         let _ = sse::encode_event(&mut self.bytes, &named); // our type names hold no line end
         self.events += 1;
@@ -205,44 +200,11 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// Sends `head` (the response head, encoded), then the stream, counted in `clients`
-/// meanwhile, until a write fails or the stream reaches its age. `send` puts one block on
-/// the wire whole, within the write timeout (`http.rs` gives it the socket). Returns what
-/// it knows, for the log: `12 events written (viewer left)`.
-pub fn stream_clock(
-    send: impl FnMut(&[u8]) -> io::Result<()>,
-    head: Vec<u8>,
-    stream: &StreamPlan,
-    clients: &AtomicUsize,
-) -> String {
-    clients.fetch_add(1, Ordering::SeqCst);
-    let _counted = Counted(clients);
-    let mut events = 0;
-    let reason = match run_clock(send, head, stream, clients, &mut events) {
-        Ok(()) => "its age".into(),
-        Err(cause) => match cause.kind() {
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
-            _ => cause.to_string(),
-        },
-    };
-    let plural = if events == 1 { "" } else { "s" };
-    format!("{events} event{plural} written ({reason})")
-}
-
-/// Sleeps until `due` by the wall clock, timed on the monotonic one, or for `keep_alive` if
-/// that is shorter (WHATWG HTML 9.2.7); says which. Now is the last wake's reading plus the
-/// time since (building and writing): a step meanwhile shows at the next wake.
-fn sleep_until(due: Duration, (wall, mono): (Duration, Instant), keep_alive: Duration) -> bool {
-    let wait = due.saturating_sub(wall + mono.elapsed());
-    thread::sleep(wait.min(keep_alive));
-    wait > keep_alive
-}
-
-/// The loop: one whole write a pass. The first holds the head, the opening, and tick 0 or
-/// all a resumed viewer missed; each later one what its wake found: the tick due, a step of
-/// the clock, a keep-alive, or nothing after a wake the clock made early. A viewer that left
-/// fails a write: the first after its close if it left bytes unread (a reset), else the second.
+/// The loop: one wake and one whole write a pass. The first write holds the head, the opening,
+/// and tick 0 or all a resumed viewer missed; a later one the tick due, a step's comment and
+/// its tick, a keep-alive, or nothing (a wake the clock made early: slewed, or stepped back by
+/// 1 s or less). A viewer that left fails a write: the first after its close if it left bytes
+/// unread (a reset), else the second.
 fn run_clock(
     mut send: impl FnMut(&[u8]) -> io::Result<()>,
     head: Vec<u8>,
@@ -272,7 +234,7 @@ fn run_clock(
     }
     sse::encode_retry(&mut batch.bytes, stream.retry_ms);
     let mut said = clients.load(Ordering::SeqCst);
-    batch.encode_named("clients", said);
+    batch.encode_named("clients", &said.to_string());
     loop {
         // 1. The ticks due.
         let first = k;
@@ -286,7 +248,7 @@ fn run_clock(
         // `clients`: the streams open, whenever that changed since this stream said it.
         if k > first && open != said {
             said = open;
-            batch.encode_named("clients", open);
+            batch.encode_named("clients", &open.to_string());
         }
         // 3. The tick window, set after the ticks: `plan` left it 0, so the first are at once.
         schedule.offset_ms = window_offset_ms(place, open, stream.interval_ms);
@@ -305,20 +267,49 @@ fn run_clock(
         }
         batch.bytes.clear();
         batch.bytes.shrink_to(BLOCK_BYTES);
-        // 6. The sleep, and what the wake found: a step of the clock, or a keep-alive due.
-        let kept_alive = sleep_until(schedule.due(k), wake, stream.keep_alive);
+        // 6. Until tick `k` is due by the wall clock, sleep on the monotonic one, waking for
+        // a keep-alive if that comes first (WHATWG HTML 9.2.7). Now is the wake's reading
+        // plus the build and write time: a step meanwhile shows at the next wake.
+        let wait = schedule.due(k).saturating_sub(wake.0 + wake.1.elapsed());
+        thread::sleep(wait.min(stream.keep_alive));
         let was = mem::replace(&mut wake, (time::now(), Instant::now()));
+        // What the wake found: a step of the clock, or a keep-alive due.
         if let Some(step) = time::step_note(was, wake.0, wake.1) {
             // A viewer sees this comment, then the tick the schedule moved to;
             // after a step back, ids go down (an `EventSource` does not mind).
             sse::encode_comment(&mut batch.bytes, &step);
             schedule.restart(wake.0);
             k = 0;
-        } else if kept_alive {
+        } else if wait > stream.keep_alive {
             sse::encode_comment(&mut batch.bytes, "keep-alive");
             sse::end_block(&mut batch.bytes);
         }
     }
+}
+
+/// Sends `head` (the response head, encoded), then the stream, counted in `clients`
+/// meanwhile, until a write fails or the stream reaches its age. `send` puts one block on
+/// the wire whole, within the write timeout (`http.rs` gives it the socket). Returns what
+/// it knows, for the log: `12 events written (viewer left)`.
+pub fn stream_clock(
+    send: impl FnMut(&[u8]) -> io::Result<()>,
+    head: Vec<u8>,
+    stream: &StreamPlan,
+    clients: &AtomicUsize,
+) -> String {
+    clients.fetch_add(1, Ordering::SeqCst);
+    let _counted = Counted(clients);
+    let mut events = 0;
+    let reason = match run_clock(send, head, stream, clients, &mut events) {
+        Ok(()) => "its age".into(),
+        Err(cause) => match cause.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "viewer stopped reading".into(),
+            _ => cause.to_string(),
+        },
+    };
+    let plural = if events == 1 { "" } else { "s" };
+    format!("{events} event{plural} written ({reason})")
 }
 
 #[cfg(test)]
