@@ -3,7 +3,7 @@
 //! from `time.rs`. Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and 9.2.6
 //! (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::io;
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,7 +133,7 @@ fn window_offset_ms(place: u64, open: usize, interval_ms: u64) -> u64 {
 }
 
 /// The next write, built whole, and the events in it, for the log. `text`, a tick's id and
-/// data, kept from tick to tick, makes a stream allocate nothing per tick.
+/// data or an event's data, kept from write to write, makes a stream allocate nothing per tick.
 #[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
@@ -166,11 +166,13 @@ impl Batch {
     }
 
     /// Appends an event of type `event`, no id: `event: clients\ndata: 2\n\n`.
-    fn encode_named(&mut self, event: &str, data: &str) {
+    fn encode_named(&mut self, event: &str, data: impl Display) {
+        self.text.clear();
+        let _ = write!(self.text, "{data}");
         let named = Event {
             event: Some(event),
             id: None,
-            data,
+            data: &self.text,
         };
         let _ = sse::encode_event(&mut self.bytes, &named); // our type names hold no line end
         self.events += 1;
@@ -234,7 +236,7 @@ fn run_clock(
     }
     sse::encode_retry(&mut batch.bytes, stream.retry_ms);
     let mut said = clients.load(Ordering::SeqCst);
-    batch.encode_named("clients", &said.to_string());
+    batch.encode_named("clients", said);
     loop {
         // 1. The ticks due.
         let first = k;
@@ -248,7 +250,7 @@ fn run_clock(
         // `clients`: the streams open, whenever that changed since this stream said it.
         if k > first && open != said {
             said = open;
-            batch.encode_named("clients", &open.to_string());
+            batch.encode_named("clients", open);
         }
         // 3. The tick window, set after the ticks: `plan` left it 0, so the first are at once.
         schedule.offset_ms = window_offset_ms(place, open, stream.interval_ms);
