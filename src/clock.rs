@@ -5,12 +5,13 @@
 
 use std::fmt::{Display, Write as _};
 use std::io;
+use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::sse::{self, Event};
-use crate::time::{self, Clock, millis};
+use crate::time::{self, millis};
 
 /// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
@@ -24,6 +25,10 @@ pub const MAX_REPLAY: u64 = 300;
 
 /// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The tick window (`window_offset_ms`) per open stream, and a stream's place in it.
+const WINDOW_US_PER_STREAM: u64 = 40;
+const PLACES: u64 = 1_000_000;
 
 /// A steady write: a tick (46 B) and `clients` (24 B); a bigger first shrinks back.
 const BLOCK_BYTES: usize = 128;
@@ -116,40 +121,62 @@ fn plan(start: &Start, interval_ms: u64, now_ms: u64) -> (Schedule, u64, String)
     }
 }
 
-/// Appends the tick named `tick_ms`: its id that Unix time in ms, its data
-/// the same time as RFC 3339 (46 bytes in all):
-///
-/// ```text
-/// id: 1795618800000\n
-/// data: 2026-11-25T15:00:00Z\n
-/// \n
-/// ```
-/// `text` holds the id, then the data: kept from tick to tick, it makes a
-/// stream allocate nothing per tick.
-fn encode_tick(out: &mut Vec<u8>, tick_ms: u64, with_millis: bool, text: &mut String) {
-    text.clear();
-    let _ = write!(text, "{tick_ms}");
-    let id_end = text.len();
-    time::format_rfc3339(text, tick_ms, with_millis);
-    let (id, data) = text.split_at(id_end);
-    let tick = Event {
-        event: None,
-        id: Some(id),
-        data,
-    };
-    let _ = sse::encode_event(out, &tick); // a decimal id holds no line end
+/// The tick window: how long after its due time a stream's ticks go out, so that the threads
+/// of all streams do not wake in the same instant: its `place` of `PLACES`, drawn once, in a
+/// window 40 µs wide for each stream open now (40 ms for 1,000), at most half an interval.
+/// In whole ms: up to 25 streams, every tick goes out on the boundary.
+fn window_offset_ms(place: u64, open: usize, interval_ms: u64) -> u64 {
+    let streams = u64::try_from(open).unwrap_or(u64::MAX);
+    let window_us = streams.saturating_mul(WINDOW_US_PER_STREAM);
+    let window_us = window_us.min(interval_ms.saturating_mul(500));
+    window_us.saturating_mul(place) / PLACES / 1000
 }
 
-/// Appends an event of type `event` with data `value`: `event: clients\ndata: 2\n\n`.
-fn encode_named(out: &mut Vec<u8>, event: &str, value: impl Display, text: &mut String) {
-    text.clear();
-    let _ = write!(text, "{value}");
-    let named = Event {
-        event: Some(event),
-        id: None,
-        data: text,
-    };
-    let _ = sse::encode_event(out, &named); // our type names hold no line end
+/// The next write, built whole, and the events in it, for the log. `text`, a tick's id and
+/// data or an event's data, kept from write to write, makes a stream allocate nothing per tick.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    events: u64,
+    text: String,
+}
+
+impl Batch {
+    /// Appends the tick named `tick_ms`: its id that Unix time in ms, its data
+    /// the same time as RFC 3339 (46 bytes in all):
+    ///
+    /// ```text
+    /// id: 1795618800000\n
+    /// data: 2026-11-25T15:00:00Z\n
+    /// \n
+    /// ```
+    fn encode_tick(&mut self, tick_ms: u64, with_millis: bool) {
+        self.text.clear();
+        let _ = write!(self.text, "{tick_ms}");
+        let id_end = self.text.len();
+        time::format_rfc3339(&mut self.text, tick_ms, with_millis);
+        let (id, data) = self.text.split_at(id_end);
+        let tick = Event {
+            event: None,
+            id: Some(id),
+            data,
+        };
+        let _ = sse::encode_event(&mut self.bytes, &tick); // a decimal id holds no line end
+        self.events += 1;
+    }
+
+    /// Appends an event of type `event`, no id: `event: clients\ndata: 2\n\n`.
+    fn encode_named(&mut self, event: &str, data: impl Display) {
+        self.text.clear();
+        let _ = write!(self.text, "{data}");
+        let named = Event {
+            event: Some(event),
+            id: None,
+            data: &self.text,
+        };
+        let _ = sse::encode_event(&mut self.bytes, &named); // our type names hold no line end
+        self.events += 1;
+    }
 }
 
 /// One stream, as `http.rs` plans it from the command line and the request.
@@ -175,6 +202,93 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// The loop: one wake and one whole write a pass. The first write holds the head, the opening,
+/// and tick 0 or all a resumed viewer missed; a later one the tick due, a step's comment and
+/// its tick, a keep-alive, or nothing (a wake the clock made early: slewed, or stepped back by
+/// 1 s or less). A viewer that left fails a write: the first after its close if it left bytes
+/// unread (a reset), else the second.
+fn run_clock(
+    mut send: impl FnMut(&[u8]) -> io::Result<()>,
+    head: Vec<u8>,
+    stream: &StreamPlan,
+    clients: &AtomicUsize,
+    events: &mut u64,
+) -> io::Result<()> {
+    let place = time::random_below(PLACES); // in the tick window
+    // Both clocks, read at each wake: the wall clock names and times ticks;
+    // the monotonic one times sleeps and the age, and so finds steps.
+    let mut wake = (time::now(), Instant::now());
+    let born = wake.1;
+    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, millis(wake.0));
+    // Whole seconds show whole seconds; another interval or phase, ms.
+    let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
+    let mut batch = Batch {
+        bytes: head,
+        ..Batch::default()
+    };
+    // The opening: comments, a resumed id (see `sse.rs`), `retry:`, `clients`.
+    sse::encode_comment(&mut batch.bytes, GREETING);
+    if !note.is_empty() {
+        sse::encode_comment(&mut batch.bytes, &note);
+    }
+    if let Start::Resume(last_ms) = stream.start {
+        sse::encode_id(&mut batch.bytes, last_ms);
+    }
+    sse::encode_retry(&mut batch.bytes, stream.retry_ms);
+    let mut said = clients.load(Ordering::SeqCst);
+    batch.encode_named("clients", said);
+    loop {
+        // 1. The ticks due.
+        let first = k;
+        while schedule.due(k) <= wake.0 {
+            batch.encode_tick(schedule.tick_ms(k), with_millis);
+            k += 1;
+        }
+        let open = clients.load(Ordering::SeqCst);
+        // 2. THE NAMED EVENTS after a write's ticks, the one place to add yours: encode it
+        // with `batch.encode_named(type, data)` (and listen for its type on the page).
+        // `clients`: the streams open, whenever that changed since this stream said it.
+        if k > first && open != said {
+            said = open;
+            batch.encode_named("clients", open);
+        }
+        // 3. The tick window, set after the ticks: `plan` left it 0, so the first are at once.
+        schedule.offset_ms = window_offset_ms(place, open, stream.interval_ms);
+        // 4. At its age a stream ends with this write, to be resumed at once.
+        let aged = stream.max_age_ms > 0 && millis(wake.1 - born) >= stream.max_age_ms;
+        if aged {
+            sse::encode_comment(&mut batch.bytes, AGED);
+            sse::encode_retry(&mut batch.bytes, AGED_RETRY_MS);
+            sse::end_block(&mut batch.bytes);
+        }
+        // 5. The write, whole.
+        send(&batch.bytes)?;
+        *events += mem::take(&mut batch.events);
+        if aged {
+            return Ok(());
+        }
+        batch.bytes.clear();
+        batch.bytes.shrink_to(BLOCK_BYTES);
+        // 6. Until tick `k` is due by the wall clock, sleep on the monotonic one, waking for
+        // a keep-alive if that comes first (WHATWG HTML 9.2.7). Now is the wake's reading
+        // plus the build and write time: a step meanwhile shows at the next wake.
+        let wait = schedule.due(k).saturating_sub(wake.0 + wake.1.elapsed());
+        thread::sleep(wait.min(stream.keep_alive));
+        let was = mem::replace(&mut wake, (time::now(), Instant::now()));
+        // What the wake found: a step of the clock, or a keep-alive due.
+        if let Some(step) = time::step_note(was, wake.0, wake.1) {
+            // A viewer sees this comment, then the tick the schedule moved to;
+            // after a step back, ids go down (an `EventSource` does not mind).
+            sse::encode_comment(&mut batch.bytes, &step);
+            schedule.restart(wake.0);
+            k = 0;
+        } else if wait > stream.keep_alive {
+            sse::encode_comment(&mut batch.bytes, "keep-alive");
+            sse::end_block(&mut batch.bytes);
+        }
+    }
+}
+
 /// Sends `head` (the response head, encoded), then the stream, counted in `clients`
 /// meanwhile, until a write fails or the stream reaches its age. `send` puts one block on
 /// the wire whole, within the write timeout (`http.rs` gives it the socket). Returns what
@@ -184,12 +298,11 @@ pub fn stream_clock(
     head: Vec<u8>,
     stream: &StreamPlan,
     clients: &AtomicUsize,
-    clock: &Clock,
 ) -> String {
     clients.fetch_add(1, Ordering::SeqCst);
     let _counted = Counted(clients);
     let mut events = 0;
-    let reason = match run_clock(send, head, stream, clients, clock, &mut events) {
+    let reason = match run_clock(send, head, stream, clients, &mut events) {
         Ok(()) => "its age".into(),
         Err(cause) => match cause.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "viewer left".into(),
@@ -201,105 +314,36 @@ pub fn stream_clock(
     format!("{events} event{plural} written ({reason})")
 }
 
-/// The loop: each pass is one wake and one whole write. The first holds, in
-/// this order, the head, the opening, and every tick due: tick 0, or all a
-/// resumed viewer missed (`k` counts from the id it resumed from, which it
-/// has). Then the loop sleeps while tick `k` is not due, and each write holds
-/// the tick due (more after a late wake; none, so no write, after a wake the
-/// clock made early: slewed, or stepped back by 1 s or less), a keep-alive,
-/// or a step's comment and its tick; `clients` or the age's end may follow.
-/// A viewer that left fails a write: the first after its close if it left
-/// bytes unread (a reset), else the second.
-fn run_clock(
-    mut send: impl FnMut(&[u8]) -> io::Result<()>,
-    mut block: Vec<u8>,
-    stream: &StreamPlan,
-    clients: &AtomicUsize,
-    clock: &Clock,
-    events: &mut u64,
-) -> io::Result<()> {
-    let place = time::random_below(time::PLACES); // in the tick window, `time.rs`
-    // Both clocks, read at each wake: the wall clock names and times ticks;
-    // the monotonic one times sleeps and the age, and so finds steps.
-    let (mut wall, mut mono) = (clock.now(), Instant::now());
-    let born = mono;
-    let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, millis(wall));
-    // Whole seconds show whole seconds; another interval or phase, ms.
-    let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
-    let text = &mut String::with_capacity(48);
-    // The opening: comments, a resumed id (see `sse.rs`), `retry:`, `clients`.
-    sse::encode_comment(&mut block, GREETING);
-    if !note.is_empty() {
-        sse::encode_comment(&mut block, &note);
-    }
-    if let Start::Resume(last_ms) = stream.start {
-        sse::encode_id(&mut block, last_ms);
-    }
-    sse::encode_retry(&mut block, stream.retry_ms);
-    let mut said = clients.load(Ordering::SeqCst);
-    encode_named(&mut block, "clients", said, text);
-    let mut named = 1; // the events in a block besides its ticks (here the opening's `clients`)
-    loop {
-        let mut ticks = 0;
-        while schedule.due(k) <= wall {
-            encode_tick(&mut block, schedule.tick_ms(k), with_millis, text);
-            (k, ticks) = (k + 1, ticks + 1);
-        }
-        let open = clients.load(Ordering::SeqCst);
-        // Set after the ticks: `plan` leaves it 0, so the first write's are due at once.
-        schedule.offset_ms = clock.offset_ms(place, open, stream.interval_ms);
-        // The named events after a write's ticks, the place to add one: `clients`, if changed.
-        if ticks > 0 && open != said {
-            (said, named) = (open, named + 1);
-            encode_named(&mut block, "clients", open, text);
-        }
-        // At its age a stream ends with this write, to be resumed at once.
-        let aged = stream.max_age_ms > 0 && millis(mono - born) >= stream.max_age_ms;
-        if aged {
-            sse::encode_comment(&mut block, AGED);
-            sse::encode_retry(&mut block, AGED_RETRY_MS);
-            sse::end_block(&mut block);
-        }
-        send(&block)?;
-        (*events, named) = (*events + ticks + named, 0);
-        if aged {
-            return Ok(());
-        }
-        block.clear();
-        block.shrink_to(BLOCK_BYTES);
-        // Until tick `k` is due by the wall clock, sleep on the monotonic one, waking
-        // for a keep-alive if that comes first (WHATWG HTML 9.2.7). Now is the wake's
-        // reading plus the build and write time: a step meanwhile shows at the next wake.
-        let wait = schedule.due(k).saturating_sub(wall + mono.elapsed());
-        thread::sleep(wait.min(stream.keep_alive));
-        let was = (wall, mono);
-        (wall, mono) = (clock.now(), Instant::now());
-        if let Some(step) = time::step_note(was, wall, mono) {
-            // A viewer sees this comment, then the tick the schedule moved to;
-            // after a step back, ids go down (an `EventSource` does not mind).
-            sse::encode_comment(&mut block, &step);
-            schedule.restart(wall);
-            k = 0;
-        } else if wait > stream.keep_alive {
-            sse::encode_comment(&mut block, "keep-alive");
-            sse::end_block(&mut block);
-        } else {
-            let late = wall.saturating_sub(schedule.due(k));
-            clock.report_late(late, k, open, stream.interval_ms);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_tick_carries_its_time_as_id_and_rfc3339_data_in_46_bytes() {
-        let mut out = Vec::new();
-        encode_tick(&mut out, 1_795_618_800_000, false, &mut String::new());
-        assert_eq!(out, b"id: 1795618800000\ndata: 2026-11-25T15:00:00Z\n\n");
-        assert_eq!(out.len(), 46);
+        let mut batch = Batch::default();
+        batch.encode_tick(1_795_618_800_000, false);
+        assert_eq!(
+            batch.bytes,
+            b"id: 1795618800000\ndata: 2026-11-25T15:00:00Z\n\n"
+        );
+        assert_eq!((batch.bytes.len(), batch.events), (46, 1));
+    }
+
+    #[test]
+    fn the_tick_window_is_40_us_a_stream_and_at_most_half_an_interval() {
+        let last = PLACES - 1;
+        for (place, streams, interval_ms, offset_ms) in [
+            (last, 1, 1000, 0), // one viewer: on the boundary
+            (last, 25, 1000, 0),
+            (PLACES / 2, 1000, 1000, 20),
+            (last, 1000, 1000, 39),
+            (last, 10_000, 1000, 399),
+            (last, 20_000, 1000, 499), // half an interval at most
+            (last, 10_000, 100, 49),
+        ] {
+            let offset = window_offset_ms(place, streams, interval_ms);
+            assert_eq!(offset, offset_ms, "{streams} streams, place {place}");
+        }
     }
 
     #[test]

@@ -57,7 +57,6 @@ pub struct Settings {
 
 pub struct Site {
     pub settings: Settings,
-    pub clock: time::Clock,
     /// How many streams are open: the number the `clients` event reports.
     pub clients: AtomicUsize,
     /// Log lines for the thread that writes them (`main.rs`); `None`: `--quiet`.
@@ -129,7 +128,7 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
         Err(error) => return error_response(error),
     };
     let settings = &site.settings;
-    let now_ms = time::millis(site.clock.now());
+    let now_ms = time::millis(time::now());
     let start = || clock::start_after(last_event_ids(head).into_iter(), now_ms);
     match (route(head), full) {
         (Ok(Route::Page), false) => Some(sized("200 OK", "text/html", PAGE)),
@@ -291,7 +290,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
     if let Err(error) = socket.set_write_timeout(Some(timeout)) {
         return format!("0 bytes ({error})");
     }
-    let date = time::format_http_date(time::millis(site.clock.now()));
+    let date = time::format_http_date(time::millis(time::now()));
     let mut bytes = encode_head(&response, &date);
     let Response { fields, body, .. } = response;
     drop((date, fields)); // in `bytes` now: a stream keeps only what it sends
@@ -302,7 +301,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
             // One block, one write: Nagle's algorithm would only hold it back.
             let _ = socket.set_nodelay(true); // if it fails, so will the first write
             let send = |block: &[u8]| write_within(socket, block, timeout);
-            return clock::stream_clock(send, bytes, &plan, &site.clients, &site.clock);
+            return clock::stream_clock(send, bytes, &plan, &site.clients);
         }
     };
     bytes.extend_from_slice(&body);
@@ -378,7 +377,6 @@ mod tests {
                 max_stream_age: Duration::ZERO,
                 quiet: true,
             },
-            clock: time::Clock::start(),
             clients: AtomicUsize::new(0),
             log: None,
             log_dropped: AtomicU64::new(0),

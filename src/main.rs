@@ -63,7 +63,6 @@ fn main() -> ExitCode {
     let quiet = config.settings.quiet;
     let site = Arc::new(Site {
         settings: config.settings,
-        clock: time::Clock::start(),
         clients: AtomicUsize::new(0),
         log: (!quiet).then_some(queue),
         log_dropped: AtomicU64::new(0),

@@ -2,12 +2,11 @@
 //! with no battery-backed clock, `date -s`, a suspend) shows at once in `Date`, in judging
 //! `Last-Event-ID` and in streams, and `step_note` tells a stream it happened; times are written two
 //! ways, RFC 3339 section 5.6 in `data` and the IMF-fixdate of RFC 9110 5.6.7 in `Date`. Random
-//! draws keep streams from acting all at once: each stream's `retry:` and age, and its place in the
-//! tick window, which widens while ticks wake late (a second reading: README, "The tick window").
+//! draws keep streams from acting all at once: each stream's `retry:`, its age, and its place in
+//! the tick window (`clock.rs`).
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use chrono::{DateTime, Datelike, Utc};
@@ -15,20 +14,9 @@ use chrono::{DateTime, Datelike, Utc};
 /// Wall and monotonic clock more than this apart since the last wake: a step (NTP slews less).
 const LEAST_STEP: Duration = Duration::from_secs(1);
 
-/// The wall clock, read at every use (a vDSO call, no system call).
-pub struct Clock {
-    spread_ps: AtomicU64, // the tick window per open stream (below)
-}
-
-impl Clock {
-    pub fn start() -> Clock {
-        let spread_ps = AtomicU64::new(SPREAD_PS_PER_STREAM[0]);
-        Clock { spread_ps }
-    }
-
-    pub fn now(&self) -> Duration {
-        UNIX_EPOCH.elapsed().unwrap_or_default()
-    }
+/// The wall clock, read at every use (a vDSO call, no system call), as time since 1970.
+pub fn now() -> Duration {
+    UNIX_EPOCH.elapsed().unwrap_or_default()
 }
 
 pub fn millis(time: Duration) -> u64 {
@@ -85,49 +73,9 @@ pub fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Opt
     (size > LEAST_STEP).then(|| format!("the server's clock stepped by {sign}{secs}.{tenth} s"))
 }
 
-// The tick window, a second reading (README, "The tick window"): how far
-// after its due time each stream's ticks go out, so that threads do not all
-// wake at once, and how the window follows how late ticks really wake.
-
-/// The tick window per open stream: 40 µs at start (400 ms for 10,000), at
-/// least 25; in ps, so that a step of `report_late` is a whole number.
-const SPREAD_PS_PER_STREAM: [u64; 2] = [40_000_000, 25_000_000];
-
-/// A stream's place in that window, drawn once: `place` of `PLACES`.
-pub const PLACES: u64 = 1_000_000;
-
-impl Clock {
-    /// How far after each boundary a stream's ticks fall, so that threads do not
-    /// all wake at once: its `place` in a window as wide as the streams open now,
-    /// `spread_ps` each, at most half an interval, so early ones do not crowd.
-    pub fn offset_ms(&self, place: u64, open_streams: usize, interval_ms: u64) -> u64 {
-        let streams = u64::try_from(open_streams).unwrap_or(u64::MAX);
-        let window_us = streams.saturating_mul(self.spread_ps.load(Relaxed)) / 1_000_000;
-        let window_us = window_us.min(interval_ms.saturating_mul(500));
-        window_us.saturating_mul(place) / PLACES / 1000
-    }
-
-    /// Tick `k` woke `late`. The window's rule: a tick over 2 ms late widens the whole
-    /// window by 1 ms / `open` (less below 1,000), one tick in 100 on time narrows it as much.
-    /// So this rule moves a stream's ticks by at most 1 ms an interval (streams opening or
-    /// closing move them too), and settles where 1 tick in 100 is late, at most half an interval.
-    pub fn report_late(&self, late: Duration, k: u64, open: usize, interval_ms: u64) {
-        let streams = u64::try_from(open).unwrap_or(u64::MAX).max(1);
-        let step = (1_000_000_000 / streams.max(1000).saturating_pow(2)).max(1);
-        let most = interval_ms.saturating_mul(500_000_000) / streams;
-        let next = |ps: u64| match (late > Duration::from_millis(2), k % 100) {
-            (true, _) => Some((ps + step).min(most)),
-            (false, 0) => Some(ps.saturating_sub(step).max(SPREAD_PS_PER_STREAM[1])),
-            _ => None,
-        };
-        let _ = self.spread_ps.fetch_update(Relaxed, Relaxed, next);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
 
     #[test]
     fn times_are_written_as_rfc3339_and_as_http_dates() {
@@ -140,53 +88,6 @@ mod tests {
         let date = format_http_date(1_795_618_800_250);
         assert_eq!(date, "Wed, 25 Nov 2026 15:00:00 GMT");
         assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-    }
-
-    #[test]
-    fn the_spread_widens_with_the_streams_and_stays_within_half_an_interval() {
-        let last = PLACES - 1;
-        for (place, streams, interval_ms, spread_ps, offset_ms) in [
-            (last, 1, 1000, 40_000_000, 0), // one viewer: on the boundary
-            (PLACES / 2, 1000, 1000, 40_000_000, 20),
-            (last, 1000, 1000, 40_000_000, 39),
-            (last, 10_000, 1000, 40_000_000, 399),
-            (last, 10_000, 1000, 60_000_000, 499), // half an interval at most
-            (last, 10_000, 100, 40_000_000, 49),
-        ] {
-            let clock = Clock {
-                spread_ps: AtomicU64::new(spread_ps),
-            };
-            let offset = clock.offset_ms(place, streams, interval_ms);
-            assert_eq!(offset, offset_ms, "{streams} streams, {spread_ps} ps each");
-        }
-    }
-
-    #[test]
-    fn the_window_widens_while_ticks_are_late_and_narrows_slowly_when_not() {
-        let clock = Clock::start();
-        let late = Duration::from_millis(3);
-        let on_time = Duration::from_millis(1);
-        for (woke, k, streams, interval_ms, spread_ps) in [
-            (late, 1, 10_000, 1000, 40_000_010), // 1 ms / 10,000 wider in all
-            (on_time, 1, 10_000, 1000, 40_000_010),
-            (on_time, 200, 10_000, 1000, 40_000_000), // one tick in 100 narrows
-            (late, 1, 100, 1000, 40_001_000),         // a step is as for 1,000 streams
-            (on_time, 100, 100, 1000, 40_000_000),
-            (late, 1, 10_000, 100, 5_000_000), // no more than half an interval
-            (on_time, 0, 10_000, 1000, 25_000_000), // no less than 25 µs
-        ] {
-            clock.report_late(woke, k, streams, interval_ms);
-            assert_eq!(
-                clock.spread_ps.load(Ordering::Relaxed),
-                spread_ps,
-                "{woke:?} {k} {streams}"
-            );
-        }
-        for _ in 0..10_000 {
-            clock.report_late(late, 1, 10_000, 1000);
-        }
-        let window_us = 10_000 * clock.spread_ps.load(Ordering::Relaxed) / 1_000_000;
-        assert_eq!(window_us, 251_000, "a second of late ticks: 1 ms wider");
     }
 
     #[test]

@@ -380,6 +380,12 @@ impl Block {
     pub fn is_clients(&self) -> bool {
         self.get("event") == Some("clients")
     }
+
+    /// A named event (`event:`, no `id:`), such as `clients`: one a server may add
+    /// after any write's ticks (`clock.rs`), which a test of something else skips.
+    pub fn is_named(&self) -> bool {
+        self.get("event").is_some() && self.get("id").is_none()
+    }
 }
 
 /// A `/events` response read the way a strict client would: the head
@@ -440,7 +446,17 @@ impl EventStream {
         }
     }
 
-    /// The next clock tick (skipping `clients` events): its id and data.
+    /// The next block that is not a named event: a tick, a comment, or an opening.
+    pub fn next_unnamed_block(&mut self) -> Block {
+        loop {
+            let block = self.next_block();
+            if !block.is_named() {
+                return block;
+            }
+        }
+    }
+
+    /// The next clock tick (skipping named events, such as `clients`): its id and data.
     pub fn next_tick(&mut self) -> (u64, String) {
         loop {
             let block = self.next_block();
