@@ -20,10 +20,9 @@ const GREETING: &str = "hello from sse-clock; lines that start with a colon are 
 /// apart than this, a `: keep-alive` comment block goes out this often.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The most missed ticks a resumed stream replays: catching up stays bounded.
+/// The most missed ticks a resumed stream replays (catching up stays bounded), and the
+/// oldest `Last-Event-ID` it resumes from: an older one starts a fresh stream instead.
 pub const MAX_REPLAY: u64 = 300;
-
-/// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The tick window (`window_offset_ms`) per open stream, and a stream's place in it.
