@@ -20,10 +20,9 @@ const GREETING: &str = "hello from sse-clock; lines that start with a colon are 
 /// apart than this, a `: keep-alive` comment block goes out this often.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The most missed ticks a resumed stream replays: catching up stays bounded.
+/// The most missed ticks a resumed stream replays (catching up stays bounded), and the
+/// oldest `Last-Event-ID` it resumes from: an older one starts a fresh stream instead.
 pub const MAX_REPLAY: u64 = 300;
-
-/// A `Last-Event-ID` older than this starts a fresh stream instead.
 pub const MAX_RESUME_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The tick window (`window_offset_ms`) per open stream, and a stream's place in it.
@@ -202,11 +201,9 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// The loop: one wake and one whole write a pass. The first write holds the head, the opening,
-/// and tick 0 or all a resumed viewer missed; a later one the tick due, a step's comment and
-/// its tick, a keep-alive, or nothing (a wake the clock made early: slewed, or stepped back by
-/// 1 s or less). A viewer that left fails a write: the first after its close if it left bytes
-/// unread (a reset), else the second.
+/// The loop: one wake and one whole write a pass, in the steps numbered below. The first write
+/// holds the head, the opening, and tick 0 or all a resumed viewer missed. A viewer that left
+/// fails a write: the first after its close if it left bytes unread (a reset), else the second.
 fn run_clock(
     mut send: impl FnMut(&[u8]) -> io::Result<()>,
     head: Vec<u8>,
@@ -238,7 +235,8 @@ fn run_clock(
     let mut said = clients.load(Ordering::SeqCst);
     batch.encode_named("clients", said);
     loop {
-        // 1. The ticks due.
+        // 1. The ticks due: none after a wake the clock made early (slewed, or stepped back
+        // by 1 s or less); then the write holds only what the wake found, or nothing.
         let first = k;
         while schedule.due(k) <= wake.0 {
             batch.encode_tick(schedule.tick_ms(k), with_millis);
@@ -261,8 +259,7 @@ fn run_clock(
             sse::encode_retry(&mut batch.bytes, AGED_RETRY_MS);
             sse::end_block(&mut batch.bytes);
         }
-        // 5. The write, whole.
-        send(&batch.bytes)?;
+        send(&batch.bytes)?; // 5. The write, whole.
         *events += mem::take(&mut batch.events);
         if aged {
             return Ok(());
@@ -271,11 +268,11 @@ fn run_clock(
         batch.bytes.shrink_to(BLOCK_BYTES);
         // 6. Until tick `k` is due by the wall clock, sleep on the monotonic one, waking for
         // a keep-alive if that comes first (WHATWG HTML 9.2.7). Now is the wake's reading
-        // plus the build and write time: a step meanwhile shows at the next wake.
+        // plus the build and write time: a step meanwhile shows at the next wake, which
+        // finds a step of the clock, or a keep-alive due.
         let wait = schedule.due(k).saturating_sub(wake.0 + wake.1.elapsed());
         thread::sleep(wait.min(stream.keep_alive));
         let was = mem::replace(&mut wake, (time::now(), Instant::now()));
-        // What the wake found: a step of the clock, or a keep-alive due.
         if let Some(step) = time::step_note(was, wake.0, wake.1) {
             // A viewer sees this comment, then the tick the schedule moved to;
             // after a step back, ids go down (an `EventSource` does not mind).
