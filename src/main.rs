@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 use std::{env, iter, thread};
 
@@ -122,23 +122,19 @@ fn reserve_files(listener: &TcpListener, max: usize) -> usize {
     fits
 }
 
-/// Writes the log's lines to stderr, on a thread of its own: a stderr nobody reads stops
-/// this thread alone. Once the queue is empty, it says how many lines were dropped.
+/// Writes the log's lines to stderr, on a thread of its own: a stderr nobody reads stops this
+/// thread alone. Once stderr takes lines again, it says how many were dropped meanwhile.
 fn write_log(lines: &Receiver<String>, site: &Site) {
-    let mut stderr = io::stderr();
-    loop {
-        let line = match lines.try_recv() {
-            Ok(line) => line,
-            Err(TryRecvError::Disconnected) => return,
-            Err(TryRecvError::Empty) => match site.log_dropped.swap(0, Ordering::SeqCst) {
-                0 => match lines.recv() {
-                    Ok(line) => line,
-                    Err(_) => return,
-                },
-                n => format!("{n} log lines dropped (stderr was not read in time)"),
-            },
-        };
-        let _ = writeln!(stderr, "{line}"); // a closed stderr is no reason to panic
+    let mut stderr = io::stderr(); // a closed stderr is no reason to panic: errors ignored
+    for line in lines {
+        let _ = writeln!(stderr, "{line}");
+        let dropped = site.log_dropped.swap(0, Ordering::SeqCst);
+        if dropped > 0 {
+            let _ = writeln!(
+                stderr,
+                "{dropped} log lines dropped (stderr was not read in time)"
+            );
+        }
     }
 }
 

@@ -42,7 +42,7 @@ fn a_stderr_nobody_reads_stops_nothing_and_the_lines_dropped_are_counted() {
     drop(stream);
     server.wait_until_idle();
 
-    // Once stderr is read, the lines come, then the count of those dropped.
+    // Once stderr is read, the lines come, and the count of those dropped.
     let (lines, read) = mpsc::channel();
     let stderr = BufReader::new(server.take_stderr());
     thread::spawn(move || {
@@ -50,16 +50,17 @@ fn a_stderr_nobody_reads_stops_nothing_and_the_lines_dropped_are_counted() {
             let _ = lines.send(line);
         }
     });
-    let mut logged = 0;
-    let dropped = loop {
+    let (mut logged, mut dropped) = (0, 0);
+    // Lines and counts come until every request is told of, as written or as dropped.
+    while logged + dropped < 2002 {
         let line = read
             .recv_timeout(Duration::from_secs(10))
-            .expect("the count of the lines dropped");
+            .unwrap_or_else(|_| panic!("{logged} written, {dropped} dropped: where is the rest?"));
         match line.split_once(" log lines dropped") {
-            Some((count, _)) => break count.parse::<usize>().expect("a count"),
+            Some((count, _)) => dropped += count.parse::<usize>().expect("a count"),
             None => logged += 1,
         }
-    };
+    }
     assert!(dropped > 0, "lines were dropped");
     // 2,002 requests: each line was either written or counted, never both.
     assert_eq!(
@@ -67,4 +68,6 @@ fn a_stderr_nobody_reads_stops_nothing_and_the_lines_dropped_are_counted() {
         2002,
         "{logged} written, {dropped} dropped"
     );
+    let more = read.recv_timeout(Duration::from_secs(1));
+    assert!(more.is_err(), "nothing more: {more:?}");
 }

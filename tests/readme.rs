@@ -471,7 +471,11 @@ fn check_full(listing: &Listing) {
     let answer = running.exchange(&request_for(target));
     let head_end = answer.windows(4).position(|end| end == b"\r\n\r\n");
     let body = head_end.map_or(&[][..], |at| &answer[at + 4..]);
-    let shown = if listing.name == "full-body" { body } else { &answer };
+    let shown = if listing.name == "full-body" {
+        body
+    } else {
+        &answer
+    };
     assert_same(listing, shown);
 }
 
