@@ -11,27 +11,18 @@ use crate::clock;
 use crate::http::{self, Settings};
 
 pub const USAGE: &str = "\
-usage: sse-clock [--addr HOST:PORT] [--interval MS] [--retry MS] [--max-connections N]
-                 [--max-per-address N] [--max-stream-age SECONDS] [--allow-origin ORIGIN]... [--quiet]
-       sse-clock -h | --help | -V | --version
-
-  --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
-  --interval MS      time between clock events, 1 to 86400000 (default 1000)
-  --retry MS         how long browsers wait before reconnecting, 0 to 86400000 (default 3000)
-  --max-connections N
-                     most connections holding a slot, 1 to 1000000 (default 1000);
-                     --max-clients N, its old name, still works
-  --max-per-address N
-                     most of them from one address (an IPv6 /64), 1 to 1000000
-                     (default a tenth of --max-connections); loopback peers,
-                     such as a proxy on this host, are not counted
-  --max-stream-age S each stream ends, to be resumed at once, after S to 1.5 S
-                     seconds, 0 to 86400 (default 600; 0: never)
-  --allow-origin O   let pages from origin O (such as https://example.org) subscribe
-                     to /events from another origin; repeatable, or * for any
-  --quiet            nothing on stderr once listening: no request lines, no notices
-  -h, --help         print this help
-  -V, --version      print the version";
+usage: sse-clock [OPTION]...      (sse-clock -h | --help | -V | --version)
+  --addr HOST:PORT          where to listen (default 127.0.0.1:8080; port 0: a free one)
+  --interval MS             time between ticks, 1 to 86400000 (default 1000)
+  --retry MS                browsers' wait to reconnect, 0 to 86400000 (default 3000)
+  --max-connections N       most connections holding a slot, 1 to 1000000 (default 1000)
+  --max-per-address N       most of them from one address (IPv6: one /64; loopback not
+                            counted), 1 to 1000000 (default a tenth of --max-connections)
+  --max-stream-age SECONDS  each stream ends, to be resumed, after 1 to 1.5 times this,
+                            0 to 86400 (default 600; 0: never)
+  --allow-origin ORIGIN     pages from ORIGIN (https://example.org) may subscribe from
+                            there; repeatable, or * for any
+  --quiet                   nothing on stderr once listening";
 
 /// A day in milliseconds: the longest interval or retry accepted.
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;

@@ -154,26 +154,21 @@ impl Batch {
         let _ = write!(self.text, "{tick_ms}");
         let id_end = self.text.len();
         time::format_rfc3339(&mut self.text, tick_ms, with_millis);
-        let (id, data) = self.text.split_at(id_end);
-        let tick = Event {
-            event: None,
-            id: Some(id),
-            data,
-        };
-        let _ = sse::encode_event(&mut self.bytes, &tick); // a decimal id holds no line end
-        self.events += 1;
+        self.encode(None, id_end);
     }
 
     /// Appends an event of type `event`, no id: `event: clients\ndata: 2\n\n`.
     fn encode_named(&mut self, event: &str, data: impl Display) {
         self.text.clear();
         let _ = write!(self.text, "{data}");
-        let named = Event {
-            event: Some(event),
-            id: None,
-            data: &self.text,
-        };
-        let _ = sse::encode_event(&mut self.bytes, &named); // our type names hold no line end
+        self.encode(Some(event), 0);
+    }
+
+    /// Appends the event whose id is `text` up to `id_end` (none if 0), its data the rest.
+    fn encode(&mut self, event: Option<&str>, id_end: usize) {
+        let (id, data) = self.text.split_at(id_end);
+        let id = (id_end > 0).then_some(id);
+        let _ = sse::encode_event(&mut self.bytes, &Event { event, id, data }); // ours: no CR, LF
         self.events += 1;
     }
 }
@@ -219,10 +214,8 @@ fn run_clock(
     let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, millis(wake.0));
     // Whole seconds show whole seconds; another interval or phase, ms.
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
-    let mut batch = Batch {
-        bytes: head,
-        ..Batch::default()
-    };
+    let mut batch = Batch::default();
+    batch.bytes = head;
     // The opening: comments, a resumed id (see `sse.rs`), `retry:`, `clients`.
     sse::encode_comment(&mut batch.bytes, GREETING);
     if !note.is_empty() {

@@ -69,16 +69,11 @@ fn main() -> ExitCode {
     });
     if !quiet {
         let site = Arc::clone(&site);
-        let log = thread::Builder::new().spawn(move || write_log(&lines, &site));
-        log.expect("a thread for the log");
+        thread::spawn(move || write_log(&lines, &site)); // at start: a panic if it cannot
     }
     // By default a tenth of the slots: no one address can lock the others out.
-    let per_address = config
-        .max_per_address
-        .unwrap_or(max_connections / 10)
-        .max(1);
-    let slots = Slots::new(max_connections, per_address);
-    accept_loop(&listener, &slots, &site)
+    let share = config.max_per_address.unwrap_or(max_connections / 10);
+    accept_loop(&listener, &Slots::new(max_connections, share.max(1)), &site)
 }
 
 /// Prints a line on stdout (a closed stdout is no reason to panic).

@@ -27,6 +27,7 @@ pub struct Slots {
     turning_away: AtomicUsize,
 }
 
+#[derive(Default)]
 struct State {
     /// Connections holding a slot (reclaimed ones no longer count).
     open: usize,
@@ -36,10 +37,11 @@ struct State {
     waiting: VecDeque<Arc<Waiter>>,
 }
 
-/// Why a newcomer is turned away, for the log.
+/// A newcomer turned away: its socket, and why, for the log.
+pub type Refused = (TcpStream, &'static str);
+/// Why a newcomer is turned away.
 pub const FULL: &str = "full (--max-connections): every slot taken; turning newcomers away";
-pub const ADDRESS_FULL: &str =
-    "full for one address (--max-per-address): turning its newcomers away";
+pub const ADDRESS_FULL: &str = "full for one address (--max-per-address): turning it away";
 
 /// An admitted connection's socket, shared by its thread and the slots.
 struct Waiter {
@@ -73,27 +75,19 @@ pub fn address_of(peer: IpAddr) -> Option<IpAddr> {
 
 impl Slots {
     pub fn new(max: usize, per_address: usize) -> Arc<Slots> {
-        let (held, waiting) = (HashMap::new(), VecDeque::new());
+        let (state, turning_away) = (Mutex::default(), AtomicUsize::new(0));
         Arc::new(Slots {
             max,
             per_address,
-            state: Mutex::new(State {
-                open: 0,
-                held,
-                waiting,
-            }),
-            turning_away: AtomicUsize::new(0),
+            state,
+            turning_away,
         })
     }
 
     /// Gives a newcomer a free slot, or the slot of the connection that has
     /// waited longest for its head (shut down); or, when full or when its
     /// address holds its share, its socket back with the reason.
-    pub fn admit(
-        self: &Arc<Self>,
-        socket: TcpStream,
-        peer: IpAddr,
-    ) -> Result<Slot, (TcpStream, &'static str)> {
+    pub fn admit(self: &Arc<Self>, socket: TcpStream, peer: IpAddr) -> Result<Slot, Refused> {
         let mut state = self.lock();
         let address = address_of(peer);
         let held = address.and_then(|address| state.held.get(&address).copied());
@@ -152,10 +146,8 @@ impl State {
     /// Frees a slot and its count against its address.
     fn release(&mut self, waiter: &Waiter) {
         self.open -= 1;
-        let Some(address) = waiter.address else {
-            return;
-        };
-        if let Some(held) = self.held.get_mut(&address) {
+        if let Some(address) = waiter.address {
+            let held = self.held.entry(address).or_insert(1);
             *held -= 1;
             if *held == 0 {
                 self.held.remove(&address);
