@@ -214,8 +214,10 @@ fn run_clock(
     let (mut schedule, mut k, note) = plan(&stream.start, stream.interval_ms, millis(wake.0));
     // Whole seconds show whole seconds; another interval or phase, ms.
     let with_millis = stream.interval_ms % 1000 != 0 || schedule.first_ms % 1000 != 0;
-    let mut batch = Batch::default();
-    batch.bytes = head;
+    let mut batch = Batch {
+        bytes: head,
+        ..Batch::default()
+    };
     // The opening: comments, a resumed id (see `sse.rs`), `retry:`, `clients`.
     sse::encode_comment(&mut batch.bytes, GREETING);
     if !note.is_empty() {
