@@ -75,13 +75,12 @@ pub fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Command, Strin
             "--addr" => config.addr = check_addr(value()?)?,
             "--interval" => settings.interval_ms = number(&flag, &value()?, 1..=DAY_MS)?,
             "--retry" => settings.retry_ms = number(&flag, &value()?, 0..=DAY_MS)?,
+            // At most a million: `as` keeps the number whole.
             "--max-connections" | "--max-clients" => {
-                let max = number(&flag, &value()?, 1..=1_000_000)?;
-                config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
+                config.max_connections = number(&flag, &value()?, 1..=1_000_000)? as usize;
             }
             "--max-per-address" => {
-                let max = number(&flag, &value()?, 1..=1_000_000)?;
-                config.max_per_address = Some(usize::try_from(max).unwrap_or(usize::MAX));
+                config.max_per_address = Some(number(&flag, &value()?, 1..=1_000_000)? as usize);
             }
             "--max-stream-age" => {
                 let seconds = number(&flag, &value()?, 0..=DAY_MS / 1000)?;

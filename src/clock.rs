@@ -1,7 +1,6 @@
-//! Lesson 2b: one viewer's stream: its ticks, named how and sent when; how a viewer that
-//! reconnects picks up where it left off; the loop that writes. The time and the draws come
-//! from `time.rs`. Spec: WHATWG HTML, "Server-sent events", 9.2.4 (`Last-Event-ID`) and 9.2.6
-//! (`id`, `retry`); RFC 3339 section 5.6 for the time in `data`.
+//! Lesson 2b: one viewer's stream: its ticks, named how and sent when; how a viewer that reconnects
+//! picks up where it left off; the loop that writes. Spec: WHATWG HTML, "Server-sent events",
+//! 9.2.4 (`Last-Event-ID`) and 9.2.6 (`id`, `retry`); RFC 3339 5.6 for the time in `data`.
 
 use std::fmt::{Display, Write as _};
 use std::io;
@@ -15,7 +14,6 @@ use crate::time::{self, millis};
 
 /// The comment that opens every stream, for people watching with `curl -N`.
 const GREETING: &str = "hello from sse-clock; lines that start with a colon are comments";
-
 /// Proxies close a quiet connection (nginx after 60 s): between ticks further
 /// apart than this, a `: keep-alive` comment block goes out this often.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -31,7 +29,6 @@ const PLACES: u64 = 1_000_000;
 
 /// A steady write: a tick (46 B) and `clients` (24 B); a bigger first shrinks back.
 const BLOCK_BYTES: usize = 128;
-
 /// The comment and `retry:` that end a stream at its age: come back at once.
 const AGED: &str = "stream ends at its age (--max-stream-age): resume now";
 const AGED_RETRY_MS: u64 = 250;
@@ -93,9 +90,9 @@ impl Schedule {
     }
 }
 
-/// A stream's schedule, first tick `k` and opening comment. Fresh: tick 0 is
-/// the boundary before now. Resumed: tick 0 is the id it resumed from (the
-/// viewer has it), so `k` starts at 1, or past the ticks too many to replay.
+/// A stream's schedule, first tick `k` and opening comment. Fresh: tick 0 is the boundary before
+/// now. Resumed: tick 0 is the id it resumed from (the viewer has it), so `k` starts at 1, or
+/// past the ticks too many to replay.
 fn plan(start: &Start, interval_ms: u64, now_ms: u64) -> (Schedule, u64, String) {
     let schedule = |first_ms| Schedule {
         first_ms,
@@ -109,12 +106,11 @@ fn plan(start: &Start, interval_ms: u64, now_ms: u64) -> (Schedule, u64, String)
         Start::Resume(last_ms) => {
             let missed = now_ms.saturating_sub(last_ms) / interval_ms;
             let skipped = missed.saturating_sub(MAX_REPLAY);
-            let note = match skipped {
-                0 => format!("resuming after {last_ms}: {missed} missed ticks follow"),
-                _ => format!(
-                    "resuming after {last_ms}: {missed} missed ticks, {skipped} skipped, the last {MAX_REPLAY} follow"
-                ),
-            };
+            let mut note = format!("resuming after {last_ms}: {missed} missed ticks");
+            if skipped > 0 {
+                let _ = write!(note, ", {skipped} skipped, the last {MAX_REPLAY}");
+            }
+            note.push_str(" follow");
             (schedule(last_ms), skipped + 1, note)
         }
     }
@@ -175,8 +171,7 @@ impl Batch {
 
 /// One stream, as `http.rs` plans it from the command line and the request.
 pub struct StreamPlan {
-    /// `--interval`: the time between ticks.
-    pub interval_ms: u64,
+    pub interval_ms: u64, // `--interval`
     /// This stream's `retry:`, drawn by `time::jitter` from `--retry`.
     pub retry_ms: u64,
     /// This stream's age, drawn from `--max-stream-age` the same way (0: none).
@@ -281,10 +276,9 @@ fn run_clock(
     }
 }
 
-/// Sends `head` (the response head, encoded), then the stream, counted in `clients`
-/// meanwhile, until a write fails or the stream reaches its age. `send` puts one block on
-/// the wire whole, within the write timeout (`http.rs` gives it the socket). Returns what
-/// it knows, for the log: `12 events written (viewer left)`.
+/// Sends `head` (encoded), then the stream, counted in `clients` meanwhile, until a write fails or
+/// the stream reaches its age. `send` puts one block on the wire whole, within the write timeout
+/// (`http.rs` gives it the socket). Returns, for the log: `12 events written (viewer left)`.
 pub fn stream_clock(
     send: impl FnMut(&[u8]) -> io::Result<()>,
     head: Vec<u8>,

@@ -1,7 +1,7 @@
-//! Lesson 4b: the one request a connection carries, its head read by a deadline, routed,
-//! answered under a write deadline, then closed without losing the answer. Specs: RFC 9112
-//! 6.3 (where a body ends), 9.3 and 9.6 (closing); RFC 9110 6.6.1 (`Date`), 9.3.1-9.3.2
-//! (GET, HEAD), 15 (statuses). Every answer is a `Response`, put on the wire by `write_response`:
+//! Lesson 4b: the one request a connection carries, its head read by a deadline, routed, answered
+//! under a write deadline, closed without losing the answer. Specs: RFC 9112 6.3 (where a body
+//! ends), 9.3, 9.6 (closing); RFC 9110 6.6.1 (`Date`), 9.3.1-9.3.2 (GET, HEAD), 15 (statuses).
+//! Every answer is a `Response`, put on the wire by `write_response`:
 //!
 //! ```text
 //! HTTP/1.1 404 Not Found\r\n
@@ -32,15 +32,12 @@ pub const PAGE: &[u8] = include_bytes!("../static/index.html");
 
 /// The whole head must arrive this soon, or a dribbling peer holds a thread.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The longest a write waits for room: a peer that stops reading is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The buffer a head is read through: a browser's fits; longer takes more reads.
-const READ_BUFFER_BYTES: usize = 1024;
-
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
+/// The buffer a head is read through: a browser's fits; longer takes more reads.
+const READ_BUFFER_BYTES: usize = 1024;
 
 pub struct Settings {
     pub interval_ms: u64,
@@ -59,9 +56,9 @@ pub struct Site {
     pub settings: Settings,
     /// How many streams are open: the number the `clients` event reports.
     pub clients: AtomicUsize,
-    /// Log lines for the thread that writes them (`main.rs`); `None`: `--quiet`.
+    /// Log lines for the thread that writes them (`main.rs`; `None`: `--quiet`), and those
+    /// dropped while that queue was full, for that thread to report.
     pub log: Option<SyncSender<String>>,
-    /// Lines dropped while that queue was full, for that thread to report.
     pub log_dropped: AtomicU64,
 }
 
@@ -142,9 +139,8 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
             };
             Some(stream_response(head, settings, Body::Clock(plan)))
         }
-        // A full server's stream ends at once, so `EventSource` retries after `retry`
-        // (an error status would end it for good, WHATWG 9.2.3), and keeps a usable
-        // `Last-Event-ID`: the blank line sets the last event ID to `id:` (`sse.rs`):
+        // A full server's stream ends at once, so `EventSource` retries after `retry` (an error
+        // status would end it for good, WHATWG 9.2.3) with the `Last-Event-ID` of `id:` (`sse.rs`):
         // ```text
         // : full, come back later\n
         // id: 1795618800000\n
@@ -161,7 +157,7 @@ pub fn respond(request: &Result<Head, RequestError>, site: &Site, full: bool) ->
             sse::end_block(&mut block);
             Some(stream_response(head, settings, Body::Events(block.into())))
         }
-        // RFC 9110 15.6.4 and 10.2.3; 5 s is the order of a browser's `retry`.
+        // RFC 9110 15.6.4 and 10.2.3: come back in 5 s, the order of a browser's `retry`.
         (Ok(Route::Page), true) => {
             Some(plain_text("503 Service Unavailable", "Retry-After: 5\r\n"))
         }
@@ -181,9 +177,8 @@ fn last_event_ids<'a>(head: &'a Head) -> Vec<&'a str> {
     query.split('&').filter_map(id).collect()
 }
 
-/// A 200 that starts an event stream: `sse::STREAM_FIELDS`, then CORS (Fetch
-/// standard): a page on another origin may read the stream only if the
-/// answer names its `Origin`, or says `*`; `Vary` tells caches it depends:
+/// A 200 that starts an event stream: `sse::STREAM_FIELDS`, then CORS (Fetch standard): a page on
+/// another origin reads the stream only if the answer names its `Origin`, or says `*`; `Vary`:
 ///
 /// ```text
 /// Access-Control-Allow-Origin: https://example.org\r\n

@@ -1,7 +1,5 @@
-//! sse-clock: a Server-Sent Events clock on a small, blocking, std-only HTTP/1.1 server. Read in
-//! order, each file using only those before it: `sse.rs`, `time.rs`, `clock.rs`,
-//! `static/index.html`, `request.rs`, `http.rs`, `slots.rs`, `cli.rs`, and this one, lesson 6b:
-//! bind, room for every connection, the accept loop, a thread per connection.
+//! sse-clock, the full server: read its files in the README's order. This one, lesson 6b:
+//! bind, room for every connection, the log's thread, the accept loop, a thread per connection.
 
 mod cli;
 mod clock;
@@ -30,13 +28,10 @@ const STACK_BYTES: usize = 64 * 1024;
 
 /// After a failed `accept`, wait this long, so a lasting failure cannot spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
 /// When the server is full, say so on stderr at most this often.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
-
 /// Log lines waiting for stderr: past this many, a line is dropped and counted, never waited for.
 const LOG_QUEUE_LINES: usize = 1000;
-
 /// Descriptors kept for reclaimed connections whose threads are still closing them.
 const CLOSING_FILES: usize = 8;
 
@@ -93,10 +88,10 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
 }
 
 /// Makes room for `max` connections in the table of open files, or returns the cap that fits the
-/// soft limit: a socket per connection, besides stdin, stdout, stderr, the listener (open already),
-/// one per turn-away thread, `CLOSING_FILES`. Copies of the listener grow the table once, now,
-/// while this is the only thread (later, each doubling would stall `accept` for an RCU grace
-/// period, 10 to 20 ms); the first that fails (EMFILE) finds the limit: the last copy's number + 1.
+/// soft limit: a socket per connection, besides stdin, stdout, stderr, the listener, one per
+/// turn-away thread, `CLOSING_FILES`. Copies of the listener grow the table once, now, while this
+/// is the only thread (later, each doubling stalls `accept` 10 to 20 ms, an RCU grace period);
+/// the first that fails (EMFILE) finds the limit: the last copy's number + 1.
 fn reserve_files(listener: &TcpListener, max: usize) -> usize {
     let others = slots::TURN_AWAY_THREADS + CLOSING_FILES;
     let copies = iter::repeat_with(|| listener.try_clone()).take(max + others);
@@ -154,7 +149,7 @@ fn accept_loop(listener: &TcpListener, slots: &Arc<Slots>, site: &Arc<Site>) -> 
             Ok(slot) => Box::new(move || slots::serve(slot, peer, &shared)),
             Err((socket, why)) => {
                 if full_logged.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
-                    site.log(why);
+                    site.log(format!("{why}; turning newcomers away"));
                     full_logged = Some(Instant::now());
                 }
                 match slots.claim_turn_away() {

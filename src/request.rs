@@ -5,14 +5,11 @@
 
 use std::io::{self, BufRead, Read, Take};
 
-/// The most bytes a head may take, line ends included: a browser's is usually
-/// under 1 KiB; nginx's default limit for one line is 8 KiB too. A request
-/// line over it by itself (8,191 bytes and CRLF) is `414`; a head over it, `431`.
+/// The most bytes a head may take, line ends included (a browser's is under 1 KiB; nginx's limit
+/// for a line is 8 KiB too): a request line over it alone (8,191 B + CRLF) is `414`, a head `431`.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
-
 /// The most of the request line kept for the log, which a stream holds to its end.
 pub const MAX_LOGGED_LINE_BYTES: usize = 200;
-
 /// The most field lines one head may carry.
 pub const MAX_FIELDS: usize = 100;
 
@@ -185,14 +182,11 @@ fn parse_request_line(line: &[u8]) -> Result<Head, RequestError> {
 /// `\xHH`, so that a target such as `/x"_200_-_"GET_/admin` cannot end the quoted request
 /// line early and make one log line read as two requests: `/x\x22_200_-_\x22GET_/admin`.
 pub fn escape_for_log(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len());
-    for &byte in bytes {
-        match byte {
-            b'"' | b'\\' | ..b' ' | 0x7f.. => text.push_str(&format!("\\x{byte:02X}")),
-            _ => text.push(char::from(byte)),
-        }
-    }
-    text
+    let escape = |&byte: &u8| match byte {
+        b'"' | b'\\' | ..b' ' | 0x7f.. => format!("\\x{byte:02X}"),
+        _ => char::from(byte).into(),
+    };
+    bytes.iter().map(escape).collect()
 }
 
 /// `HTTP-version = "HTTP/" DIGIT "." DIGIT` (section 2.3). `HTTP/1.2` is

@@ -1,8 +1,7 @@
-//! Lesson 5: protection. At most `--max-connections` connections hold a slot
-//! (a thread), and at most `--max-per-address` of them come from one address.
-//! When full or out of descriptors, the one waiting longest for its head makes
-//! room: a flood that never sends a byte (slowloris) pushes only itself out,
-//! never a stream. A newcomer to a full server gets an extra thread.
+//! Lesson 5: protection. At most `--max-connections` connections hold a slot (a thread), and at
+//! most `--max-per-address` of them come from one address. When full or out of descriptors, the
+//! one waiting longest for its head makes room: a flood that never sends a byte (slowloris)
+//! pushes only itself out, never a stream. A newcomer turned away gets an extra thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
@@ -13,11 +12,9 @@ use std::time::{Duration, Instant};
 use crate::http::{self, Site};
 use crate::request::RequestError;
 
-/// Extra threads that answer "come back later" when every slot is at work;
-/// past them, newcomers are closed, which an `EventSource` also retries.
+/// Extra threads that answer "come back later" when every slot is at work; past them, newcomers
+/// are closed, which an `EventSource` also retries. Being few, they wait briefly for a head.
 pub const TURN_AWAY_THREADS: usize = 8;
-
-/// A turn-away thread is one of a few, so it waits briefly for the head.
 pub const TURN_AWAY_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Slots {
@@ -39,9 +36,6 @@ struct State {
 
 /// A newcomer turned away: its socket, and why, for the log.
 pub type Refused = (TcpStream, &'static str);
-/// Why a newcomer is turned away.
-pub const FULL: &str = "full (--max-connections): every slot taken; turning newcomers away";
-pub const ADDRESS_FULL: &str = "full for one address (--max-per-address): turning it away";
 
 /// An admitted connection's socket, shared by its thread and the slots.
 struct Waiter {
@@ -62,9 +56,8 @@ pub struct Slot {
 /// One of the `TURN_AWAY_THREADS`, given back when its thread ends.
 pub struct TurnAway(Arc<Slots>);
 
-/// The address a peer counts against: IPv4 whole (also as `::ffff:a.b.c.d`), IPv6 per /64
-/// (one host is commonly given a whole /64), and loopback not at all (`None`): there, the
-/// peer is on this host, such as a proxy that all viewers come through.
+/// The address a peer counts against: IPv4 whole (also as `::ffff:a.b.c.d`), IPv6 per /64 (one
+/// host is often given a whole /64), loopback not at all (`None`: a proxy on this host, say).
 pub fn address_of(peer: IpAddr) -> Option<IpAddr> {
     match peer.to_canonical() {
         ip if ip.is_loopback() => None,
@@ -92,10 +85,10 @@ impl Slots {
         let address = address_of(peer);
         let held = address.and_then(|address| state.held.get(&address).copied());
         if held.unwrap_or(0) >= self.per_address {
-            return Err((socket, ADDRESS_FULL));
+            return Err((socket, "full for one address (--max-per-address)"));
         }
         if state.open >= self.max && !state.reclaim_oldest() {
-            return Err((socket, FULL));
+            return Err((socket, "full (--max-connections): every slot taken"));
         }
         state.open += 1;
         if let Some(address) = address {
@@ -201,9 +194,8 @@ pub fn serve(slot: Slot, peer: SocketAddr, site: &Site) {
     }
 }
 
-/// A newcomer to a full server, told to come back later (`http::respond`).
-/// One slow with its head is closed unanswered: its route is unknown, and a
-/// `408` would end an `EventSource` for good, where a close is retried (WHATWG 9.2.3).
+/// A newcomer turned away, told to come back later (`http::respond`). One slow with its head is
+/// closed unanswered: a `408` would end an `EventSource` for good; a close is retried (9.2.3).
 pub fn turn_away(_turn: TurnAway, socket: TcpStream, peer: SocketAddr, site: &Site) {
     let started = Instant::now();
     let request = match http::read_request(&socket, started + TURN_AWAY_HEAD_TIMEOUT) {
@@ -288,7 +280,8 @@ mod tests {
             slots.admit(socket(&listener), PEER),
         ];
         let over = slots.admit(socket(&listener), PEER).map(drop);
-        assert_eq!(over.map_err(|(_, why)| why), Err(ADDRESS_FULL));
+        let why = over.expect_err("over its share").1;
+        assert!(why.contains("(--max-per-address)"), "{why}");
         assert!(
             slots.admit(socket(&listener), other).is_ok(),
             "another address"

@@ -1,9 +1,7 @@
 //! Lesson 2a: the server's time. The system clock is read at every use, so a step (NTP on a board
-//! with no battery-backed clock, `date -s`, a suspend) shows at once in `Date`, in judging
-//! `Last-Event-ID` and in streams, and `step_note` tells a stream it happened; times are written two
-//! ways, RFC 3339 section 5.6 in `data` and the IMF-fixdate of RFC 9110 5.6.7 in `Date`. Random
-//! draws keep streams from acting all at once: each stream's `retry:`, its age, and its place in
-//! the tick window (`clock.rs`).
+//! with no battery-backed clock, `date -s`, a suspend) shows at once, and `step_note` tells a
+//! stream it happened. Times are written as RFC 3339 (5.6) in `data` and as RFC 9110's
+//! IMF-fixdate (5.6.7) in `Date`. Random draws keep streams from acting all at once.
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -60,9 +58,8 @@ pub fn jitter(ms: u64) -> u64 {
     ms + random_below(ms / 2 + 1)
 }
 
-/// How far the wall clock moved beyond what the monotonic clock counted since
-/// the last wake, as a comment, when over `LEAST_STEP`. A late wake moves both
-/// alike; a suspend shows too (the monotonic clock does not count it).
+/// How far the wall clock moved beyond what the monotonic clock counted since the last wake, as a
+/// comment, when over `LEAST_STEP`. A late wake moves both alike; a suspend, only the wall clock.
 pub fn step_note(was: (Duration, Instant), wall: Duration, mono: Instant) -> Option<String> {
     let expected = was.0.saturating_add(mono.saturating_duration_since(was.1));
     let size = wall.abs_diff(expected);
