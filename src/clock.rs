@@ -164,8 +164,8 @@ impl Batch {
     fn encode(&mut self, event: Option<&str>, id_end: usize) {
         let (id, data) = self.text.split_at(id_end);
         let id = (id_end > 0).then_some(id);
-        let _ = sse::encode_event(&mut self.bytes, &Event { event, id, data }); // ours: no CR, LF
-        self.events += 1;
+        let encoded = sse::encode_event(&mut self.bytes, &Event { event, id, data });
+        self.events += u64::from(encoded.is_ok()); // a type with a line end is refused
     }
 }
 

@@ -278,7 +278,7 @@ pub fn serve(
     site.log(line);
 }
 
-/// Writes head and body in one block (two small writes can wait on a delayed ACK)
+/// Writes head and body in one block (a second small write could wait for the peer's ACK)
 /// within the write timeout, HEAD no body (RFC 9110 9.3.2); returns what went out.
 fn write_response(socket: &TcpStream, response: Response, head_only: bool, site: &Site) -> String {
     let timeout = site.settings.write_timeout;
@@ -293,7 +293,7 @@ fn write_response(socket: &TcpStream, response: Response, head_only: bool, site:
         _ if head_only => Cow::Borrowed(&[][..]),
         Body::Sized(body) | Body::Events(body) => body,
         Body::Clock(plan) => {
-            // One block, one write: Nagle's algorithm would only hold it back.
+            // One block, one write: no small writes for the kernel to hold back and join.
             let _ = socket.set_nodelay(true); // if it fails, so will the first write
             let send = |block: &[u8]| write_within(socket, block, timeout);
             return clock::stream_clock(send, bytes, &plan, &site.clients);

@@ -90,7 +90,7 @@ fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), String> {
 /// Makes room for `max` connections in the table of open files, or returns the cap that fits the
 /// soft limit: a socket per connection, besides stdin, stdout, stderr, the listener, one per
 /// turn-away thread, `CLOSING_FILES`. Copies of the listener grow the table once, now, while this
-/// is the only thread (later, each doubling stalls `accept` 10 to 20 ms, an RCU grace period);
+/// is the only thread (later, each doubling stalls `accept` 10 to 20 ms while every core syncs);
 /// the first that fails (EMFILE) finds the limit: the last copy's number + 1.
 fn reserve_files(listener: &TcpListener, max: usize) -> usize {
     let others = slots::TURN_AWAY_THREADS + CLOSING_FILES;

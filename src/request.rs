@@ -200,7 +200,7 @@ fn parse_version(text: &[u8]) -> Result<Version, RequestError> {
     }
 }
 
-/// `field-line = field-name ":" OWS field-value OWS` (section 5).
+/// `field-line = field-name ":" OWS field-value OWS` (section 5; OWS: optional whitespace).
 fn parse_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     // Section 5.2: a server MUST reject obsolete line folding with 400, or unfold it.
     if let [b' ' | b'\t', ..] = line {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Datelike, Utc};
 /// Wall and monotonic clock more than this apart since the last wake: a step (NTP slews less).
 const LEAST_STEP: Duration = Duration::from_secs(1);
 
-/// The wall clock, read at every use (a vDSO call, no system call), as time since 1970.
+/// The wall clock, read at every use (cheap: Linux answers it without a system call).
 pub fn now() -> Duration {
     UNIX_EPOCH.elapsed().unwrap_or_default()
 }
@@ -38,7 +38,7 @@ pub fn format_rfc3339(text: &mut String, unix_ms: u64, with_millis: bool) {
     text.push('Z');
 }
 
-/// The IMF-fixdate (RFC 9110 5.6.7) for `Date`: `Wed, 25 Nov 2026 15:00:00 GMT`.
+/// The HTTP date (RFC 9110 5.6.7, "IMF-fixdate") for `Date`: `Wed, 25 Nov 2026 15:00:00 GMT`.
 pub fn format_http_date(unix_ms: u64) -> String {
     let t = calendar(unix_ms);
     let months = "JanFebMarAprMayJunJulAugSepOctNovDec";

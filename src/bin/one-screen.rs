@@ -43,6 +43,7 @@ fn main() {
 /// One request (RFC 9112 3: `method SP request-target SP HTTP-version`), one answer, the close.
 fn serve(socket: &TcpStream) -> io::Result<()> {
     let (request_line, last_event_id) = read_head(socket)?; // none: close, unanswered
+    socket.set_write_timeout(Some(TIMEOUT))?; // a peer that stops reading: a write fails
     let (method, path) = match request_line.split(' ').collect::<Vec<_>>()[..] {
         [method, target, "HTTP/1.1" | "HTTP/1.0"] => (method, target.split('?').next()),
         _ => ("", None),
@@ -97,7 +98,6 @@ fn write_sized(mut socket: &TcpStream, status: &str, kind: &str, body: &[u8]) ->
 /// The head (no length: the body ends with the connection), `retry:`, then whole seconds'
 /// ticks from this one, or from the one after `Last-Event-ID`, until a write fails.
 fn stream_ticks(mut socket: &TcpStream, last_event_id: Option<u64>) -> io::Result<()> {
-    socket.set_write_timeout(Some(TIMEOUT))?; // a stalled viewer: a write fails once buffers fill
     let now = now_ms();
     let (_, date) = format_times(now);
     let mut block = format!(
@@ -114,7 +114,7 @@ fn stream_ticks(mut socket: &TcpStream, last_event_id: Option<u64>) -> io::Resul
     let mut tick = resume.map_or(now - now % 1000, |id| id - id % 1000 + 1000);
     loop {
         let now = now_ms();
-        tick = tick.max((now - now % 1000).saturating_sub(MAX_REPLAY * 1000));
+        tick = tick.max((now - now % 1000).saturating_sub((MAX_REPLAY - 1) * 1000)); // this one too
         while tick <= now {
             let (time, _) = format_times(tick);
             // id: 1795618800000\n  data: 2026-11-25T15:00:00Z\n  \n (which dispatches it)
