@@ -261,14 +261,7 @@ impl Running {
 
     /// A connection with read and write timeouts, so that no check hangs.
     fn connect(&self) -> TcpStream {
-        let socket = TcpStream::connect(self.addr()).expect("connect");
-        socket
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("read timeout");
-        socket
-            .set_write_timeout(Some(TIMEOUT))
-            .expect("write timeout");
-        socket
+        common::connect(self.addr())
     }
 
     /// Sends `request`, half-closes, and reads the answer to the close.

@@ -157,14 +157,7 @@ impl Server {
 
     /// A connection with read and write timeouts, so that no test hangs.
     pub fn connect(&self) -> TcpStream {
-        let socket = TcpStream::connect(self.addr).expect("connect");
-        socket
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("read timeout");
-        socket
-            .set_write_timeout(Some(TIMEOUT))
-            .expect("write timeout");
-        socket
+        connect(self.addr)
     }
 
     /// Sends raw request bytes, then half-closes ("no more requests"), and
@@ -280,6 +273,18 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A connection to `addr` with read and write timeouts, so that no test hangs.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let socket = TcpStream::connect(addr).expect("connect");
+    socket
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
+    socket
+        .set_write_timeout(Some(TIMEOUT))
+        .expect("write timeout");
+    socket
 }
 
 /// Polls `check` every few ms until it returns something, for `TIMEOUT`.
