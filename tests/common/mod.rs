@@ -188,6 +188,18 @@ impl Server {
     /// logged), stops the server, and returns all it wrote on stderr.
     pub fn stop_and_read_log(mut self) -> String {
         self.wait_until_idle();
+        // The log's thread writes what the connections queued as they ended:
+        // wait until nothing more has come for 200 ms (at most `TIMEOUT`).
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = self.log();
+        while Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(200));
+            let now = self.log();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(reader) = self.log_reader.take() {
