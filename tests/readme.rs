@@ -40,7 +40,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -227,36 +226,27 @@ fn assert_same(listing: &Listing, sent: &[u8]) {
     );
 }
 
-/// A running sender: the full server (`common::Server`), or the one-screen
-/// server started here the same way, `--addr 127.0.0.1:0` and its
-/// `Listening on` line, and killed on drop.
-enum Running {
-    SseClock(Server),
-    OneScreen(OneScreen),
-}
-
-struct OneScreen {
-    child: Child,
-    addr: SocketAddr,
-    _stdout: BufReader<ChildStdout>, // kept open: a write to a closed pipe fails
-}
+/// A running sender, the full server or the one-screen server, started by
+/// `common::Server` (`--addr 127.0.0.1:0`, its `Listening on` line) and
+/// killed on drop.
+struct Running(Server);
 
 impl Running {
     /// Starts `sender`; `args` go to the full server only (the one-screen
     /// server takes `--addr` alone).
     fn start(sender: Sender, args: &[&str]) -> Running {
         match sender {
-            Sender::SseClock => Running::SseClock(Server::start(args)),
-            Sender::OneScreen => Running::OneScreen(OneScreen::start()),
+            Sender::SseClock => Running(Server::start(args)),
+            Sender::OneScreen => Running(Server::start_binary(ONE_SCREEN.expect(
+                "the README has `one-screen` listings, but cargo built no `one-screen` binary \
+                 (src/bin/one-screen.rs)",
+            ))),
             Sender::Curl => panic!("curl is the client, not a server"),
         }
     }
 
     fn addr(&self) -> SocketAddr {
-        match self {
-            Running::SseClock(server) => server.addr,
-            Running::OneScreen(one) => one.addr,
-        }
+        self.0.addr
     }
 
     /// A connection with read and write timeouts, so that no check hangs.
@@ -281,40 +271,6 @@ impl Running {
         let mut stream = RawStream(BufReader::new(socket));
         let head = stream.read_through(b"\r\n");
         (stream, head)
-    }
-}
-
-impl OneScreen {
-    fn start() -> OneScreen {
-        let binary = ONE_SCREEN.expect(
-            "the README has `one-screen` listings, but cargo built no `one-screen` binary \
-             (src/bin/one-screen.rs)",
-        );
-        let mut child = Command::new(binary)
-            .args(["--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {binary}: {error}"));
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read the first line");
-        let addr = line
-            .strip_prefix("Listening on http://")
-            .and_then(|rest| rest.trim_end().parse().ok())
-            .unwrap_or_else(|| panic!("first line should be `Listening on http://ADDR`: {line:?}"));
-        OneScreen {
-            child,
-            addr,
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Drop for OneScreen {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -455,7 +411,7 @@ fn check_full(listing: &Listing) {
     let server = Server::start(&["--max-connections", "1"]);
     let mut holder = common::EventStream::open(&server, "/events");
     holder.next_tick();
-    let running = Running::SseClock(server);
+    let running = Running(server);
     let target = if listing.name == "full-page" {
         "/"
     } else {
