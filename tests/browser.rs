@@ -28,7 +28,7 @@
 //! closes, another takes over with no tick lost and none twice.
 //!
 //! Where the engines differ, the check says how, and prints what it
-//! measured (`cargo test --test browser -- --nocapture`); the README's
+//! measured (`cargo test --test browser -- --nocapture`); tests/README.md's
 //! table of engine differences comes from that output.
 //!
 //! Needs the Debian packages `chromium chromium-driver firefox-esr
