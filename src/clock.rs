@@ -233,8 +233,8 @@ fn run_clock(
             k += 1;
         }
         let open = clients.load(Ordering::SeqCst);
-        // 2. THE NAMED EVENTS after a write's ticks, the one place to add yours: encode it
-        // with `batch.encode_named(type, data)` (and listen for its type on the page).
+        // 2. THE NAMED EVENTS after this write's ticks (`first..k`), the one place to add yours:
+        // `batch.encode_named(type, data)` (and a listener for its type on the page).
         // `clients`: the streams open, whenever that changed since this stream said it.
         if k > first && open != said {
             said = open;

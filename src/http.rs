@@ -56,9 +56,9 @@ pub struct Site {
     pub settings: Settings,
     /// How many streams are open: the number the `clients` event reports.
     pub clients: AtomicUsize,
-    /// Log lines for the thread that writes them (`main.rs`; `None`: `--quiet`), and those
-    /// dropped while that queue was full, for that thread to report.
+    /// Log lines for the thread that writes them (`main.rs`); `None`: `--quiet`.
     pub log: Option<SyncSender<String>>,
+    /// Lines dropped while that queue was full, for that thread to report.
     pub log_dropped: AtomicU64,
 }
 

@@ -142,6 +142,9 @@ fn one_address_holding_every_slot_it_can_leaves_room_for_a_viewer_from_another()
         "{turned}"
     );
     server.wait_for_log("full for one address (--max-per-address)");
+    // Once those answers are done, a thread for each of the 4 held streams
+    // and the viewer's, and no more: one address holds no more than its share.
+    server.wait_until_threads_at_most(common::IDLE_THREADS + 4 + 1);
     let _ = holder.kill();
     let _ = holder.wait();
 }
