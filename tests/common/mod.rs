@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The threads of a server with no connection: the accepting one, and the
-/// one that writes the log (none under `--quiet`).
+/// one that writes the log (none under `--quiet`, nor in the one-screen server).
 pub const IDLE_THREADS: usize = 2;
 
 /// How long any test waits for bytes before it fails.
@@ -55,6 +55,8 @@ pub struct Server {
     log_reader: Option<JoinHandle<()>>,
     /// Stderr, when nothing reads it into `log`.
     stderr: Option<ChildStderr>,
+    /// Its threads with no connection: `IDLE_THREADS`, one fewer under `--quiet`.
+    idle_threads: usize,
     _stdout: BufReader<ChildStdout>,
 }
 
@@ -93,7 +95,9 @@ impl Server {
     pub fn start_binary(binary: &str) -> Server {
         let mut command = Command::new(binary);
         command.args(["--addr", "127.0.0.1:0"]);
-        Server::launch(command)
+        let mut server = Server::launch(command);
+        server.idle_threads = 1; // it has no log thread
+        server
     }
 
     /// The same, allowed only `limit` open file descriptors (set by a
@@ -115,6 +119,12 @@ impl Server {
 
     /// Starts `command`, reading its stderr into the log if `read_log`.
     fn launch_with(mut command: Command, read_log: bool) -> Server {
+        let quiet = command.get_args().any(|arg| arg == "--quiet");
+        let idle_threads = if quiet {
+            IDLE_THREADS - 1
+        } else {
+            IDLE_THREADS
+        };
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -142,6 +152,7 @@ impl Server {
             })
         });
         Server {
+            idle_threads,
             stderr,
             child,
             addr,
@@ -265,7 +276,7 @@ impl Server {
 
     /// Waits until the server runs only its idle threads again.
     pub fn wait_until_idle(&self) {
-        self.wait_until_threads_at_most(IDLE_THREADS);
+        self.wait_until_threads_at_most(self.idle_threads);
     }
 
     /// Waits until the server runs at most `most` threads, and fails if it
